@@ -1,0 +1,597 @@
+/* umlpy accelerator: see accel.h. */
+#define _GNU_SOURCE
+#include "accel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef PTRACE_EVENT_STOP
+#define PTRACE_EVENT_STOP 128
+#endif
+
+#define PAGE 4096
+
+/* ---- per-task table: open addressing, linear probing, backward-shift delete ---- */
+
+struct slot {
+    int32_t tid;            /* 0 = empty */
+    int32_t gtid, gtgid, gppid;
+    uint32_t uid, euid, gid, egid;
+};
+
+struct uml_ctx {
+    int lfd;                /* seccomp listener */
+    int sigfd;              /* signalfd for SIGCHLD */
+    int fast;
+    struct seccomp_notif_sizes sizes;
+    struct seccomp_notif *req;
+    struct seccomp_notif_resp *resp;
+    struct slot *tab;
+    uint32_t cap, count;
+    struct uml_stats stats;
+};
+
+static uint32_t hash_tid(int32_t tid, uint32_t cap) {
+    return ((uint32_t)tid * 2654435761u) & (cap - 1);
+}
+
+static struct slot *tab_find(struct uml_ctx *c, int32_t tid) {
+    uint32_t i = hash_tid(tid, c->cap);
+    for (;;) {
+        struct slot *s = &c->tab[i];
+        if (s->tid == tid)
+            return s;
+        if (s->tid == 0)
+            return NULL;
+        i = (i + 1) & (c->cap - 1);
+    }
+}
+
+static int tab_grow(struct uml_ctx *c) {
+    uint32_t ncap = c->cap * 2;
+    struct slot *nt = calloc(ncap, sizeof *nt);
+    if (!nt)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < c->cap; i++) {
+        if (c->tab[i].tid == 0)
+            continue;
+        uint32_t j = hash_tid(c->tab[i].tid, ncap);
+        while (nt[j].tid != 0)
+            j = (j + 1) & (ncap - 1);
+        nt[j] = c->tab[i];
+    }
+    free(c->tab);
+    c->tab = nt;
+    c->cap = ncap;
+    return 0;
+}
+
+int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
+                 unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid) {
+    if (tid <= 0)
+        return -EINVAL;
+    struct slot *s = tab_find(c, tid);
+    if (!s) {
+        if ((c->count + 1) * 2 > c->cap) {
+            int r = tab_grow(c);
+            if (r)
+                return r;
+        }
+        uint32_t i = hash_tid(tid, c->cap);
+        while (c->tab[i].tid != 0)
+            i = (i + 1) & (c->cap - 1);
+        s = &c->tab[i];
+        c->count++;
+    }
+    s->tid = tid;
+    s->gtid = gtid;
+    s->gtgid = gtgid;
+    s->gppid = gppid;
+    s->uid = uid;
+    s->euid = euid;
+    s->gid = gid;
+    s->egid = egid;
+    return 0;
+}
+
+int uml_task_del(struct uml_ctx *c, int tid) {
+    struct slot *s = tab_find(c, tid);
+    if (!s)
+        return -ENOENT;
+    uint32_t i = (uint32_t)(s - c->tab);
+    uint32_t j = i;
+    c->tab[i].tid = 0;
+    c->count--;
+    /* Backward-shift: move later entries of the probe run into the hole. */
+    for (;;) {
+        j = (j + 1) & (c->cap - 1);
+        if (c->tab[j].tid == 0)
+            break;
+        uint32_t home = hash_tid(c->tab[j].tid, c->cap);
+        /* Entry at j may move to i if its home is not in (i, j]. */
+        int in_range = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+        if (!in_range) {
+            c->tab[i] = c->tab[j];
+            c->tab[j].tid = 0;
+            i = j;
+        }
+    }
+    return 0;
+}
+
+/* ---- context ---- */
+
+struct uml_ctx *uml_new(void) {
+    struct uml_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->lfd = -1;
+    c->fast = 1;
+    c->cap = 1024;
+    c->tab = calloc(c->cap, sizeof *c->tab);
+    if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &c->sizes) != 0) {
+        free(c->tab);
+        free(c);
+        return NULL;
+    }
+    c->req = calloc(1, c->sizes.seccomp_notif > sizeof(struct seccomp_notif)
+                           ? c->sizes.seccomp_notif : sizeof(struct seccomp_notif));
+    c->resp = calloc(1, c->sizes.seccomp_notif_resp > sizeof(struct seccomp_notif_resp)
+                            ? c->sizes.seccomp_notif_resp : sizeof(struct seccomp_notif_resp));
+    /* SIGCHLD is read through a signalfd so one poll() waits for ptrace stops
+     * and seccomp notifications alike. Threads created later inherit the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    c->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (!c->tab || !c->req || !c->resp || c->sigfd < 0) {
+        uml_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void uml_free(struct uml_ctx *c) {
+    if (!c)
+        return;
+    if (c->lfd >= 0)
+        close(c->lfd);
+    if (c->sigfd >= 0)
+        close(c->sigfd);
+    free(c->req);
+    free(c->resp);
+    free(c->tab);
+    free(c);
+}
+
+int uml_listener_fd(struct uml_ctx *c) { return c->lfd; }
+void uml_get_stats(struct uml_ctx *c, struct uml_stats *out) { *out = c->stats; }
+void uml_set_fast(struct uml_ctx *c, int enabled) { c->fast = enabled; }
+
+/* ---- spawning the first guest process ---- */
+
+static int send_fd(int sock, int fd) {
+    int word = 0;
+    struct iovec iov = {.iov_base = &word, .iov_len = sizeof word};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    return sendmsg(sock, &msg, 0) == (ssize_t)sizeof word ? 0 : -1;
+}
+
+/* Returns the received fd, or -errno the child reported, or -EPROTO. */
+static int recv_fd(int sock) {
+    int word = 0;
+    struct iovec iov = {.iov_base = &word, .iov_len = sizeof word};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        return fd;
+    }
+    if (n == (ssize_t)sizeof word && word > 0)
+        return -word;
+    return -EPROTO;
+}
+
+static void child_fail(int sock, int err) {
+    /* Report errno to the parent in place of the listener fd. */
+    int e = err;
+    (void)!write(sock, &e, sizeof e);
+    _exit(127);
+}
+
+int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
+              const void *filter, unsigned int filter_len) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        int s = sv[1];
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        signal(SIGPIPE, SIG_DFL);   /* Python ignores these two; guests must not */
+        signal(SIGXFSZ, SIG_DFL);
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        prctl(PR_SET_CHILD_SUBREAPER, 1);
+        /* Only stdio and the handshake socket survive into the guest. */
+        if (s != 3) {
+            if (dup2(s, 3) < 0)
+                child_fail(s, errno);
+            s = 3;
+        }
+        syscall(SYS_close_range, 4, ~0U, 0);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+            child_fail(s, errno);
+        struct sock_fprog prog = {.len = (unsigned short)filter_len,
+                                  .filter = (struct sock_filter *)filter};
+        int lfd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                               SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+        if (lfd < 0)
+            child_fail(s, errno);
+        if (send_fd(s, lfd) != 0)
+            _exit(127);
+        close(lfd);
+        char go;
+        if (read(s, &go, 1) != 1)   /* wait until the parent has seized us */
+            _exit(127);
+        close(s);
+        execve(path, argv, envp);
+        _exit(127);
+    }
+    close(sv[1]);
+    int lfd = recv_fd(sv[0]);
+    if (lfd < 0) {
+        close(sv[0]);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, __WALL);
+        return lfd;
+    }
+    long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
+                PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC | PTRACE_O_TRACESECCOMP |
+                PTRACE_O_EXITKILL;
+    if (ptrace(PTRACE_SEIZE, pid, 0, opts) != 0) {
+        int e = errno;
+        close(lfd);
+        close(sv[0]);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, __WALL);
+        return -e;
+    }
+    if (c->lfd >= 0)
+        close(c->lfd);
+    c->lfd = lfd;
+    (void)!write(sv[0], "g", 1);
+    close(sv[0]);
+    return pid;
+}
+
+/* ---- decoding stops ---- */
+
+static void fill_syscall(struct uml_event *ev, const struct user_regs_struct *r) {
+    ev->nr = (int64_t)r->orig_rax;
+    ev->args[0] = r->rdi;
+    ev->args[1] = r->rsi;
+    ev->args[2] = r->rdx;
+    ev->args[3] = r->r10;
+    ev->args[4] = r->r8;
+    ev->args[5] = r->r9;
+    ev->ret = (int64_t)r->rax;
+    ev->ip = r->rip;
+    ev->sp = r->rsp;
+    ev->regs_ok = 1;
+}
+
+static void decode(struct uml_ctx *c, pid_t tid, int st, struct uml_event *ev) {
+    struct user_regs_struct r;
+    memset(ev, 0, sizeof *ev);
+    ev->tid = tid;
+    ev->status = st;
+    if (WIFEXITED(st)) {
+        ev->kind = UML_EV_EXITED;
+        ev->ret = WEXITSTATUS(st);
+        return;
+    }
+    if (WIFSIGNALED(st)) {
+        ev->kind = UML_EV_KILLED;
+        ev->sig = WTERMSIG(st);
+        return;
+    }
+    c->stats.ptrace_stops++;
+    int sig = WSTOPSIG(st);
+    int event = (st >> 16) & 0xff;
+    ev->sig = sig;
+    if (sig == (SIGTRAP | 0x80)) {
+        ev->kind = UML_EV_SYSEXIT;
+        ev->sig = 0;
+        if (ptrace(PTRACE_GETREGS, tid, 0, &r) == 0)
+            fill_syscall(ev, &r);
+        return;
+    }
+    if (sig == SIGTRAP && event != 0) {
+        unsigned long msg = 0;
+        ptrace(PTRACE_GETEVENTMSG, tid, 0, &msg);
+        ev->msg = msg;
+        ev->sig = 0;
+        switch (event) {
+        case PTRACE_EVENT_SECCOMP:
+            ev->kind = UML_EV_SECCOMP;
+            if (ptrace(PTRACE_GETREGS, tid, 0, &r) == 0)
+                fill_syscall(ev, &r);
+            return;
+        case PTRACE_EVENT_FORK:
+            ev->kind = UML_EV_FORK;
+            return;
+        case PTRACE_EVENT_VFORK:
+            ev->kind = UML_EV_VFORK;
+            return;
+        case PTRACE_EVENT_CLONE:
+            ev->kind = UML_EV_CLONE;
+            return;
+        case PTRACE_EVENT_EXEC:
+            ev->kind = UML_EV_EXEC;
+            return;
+        case PTRACE_EVENT_STOP:
+            ev->kind = UML_EV_TRAPSTOP;
+            ev->sig = SIGTRAP;
+            return;
+        default:
+            ev->kind = UML_EV_TRAPSTOP;
+            return;
+        }
+    }
+    if (event == PTRACE_EVENT_STOP) {
+        ev->kind = UML_EV_GROUPSTOP;
+        return;
+    }
+    ev->kind = UML_EV_SIGNAL;
+}
+
+/* Answer getpid and friends from the table. Returns 1 when answered. */
+static int fast_answer(struct uml_ctx *c, const struct seccomp_notif *req) {
+    if (!c->fast)
+        return 0;
+    int64_t val;
+    struct slot *s;
+    switch (req->data.nr) {
+    case SYS_getpid: case SYS_gettid: case SYS_getppid:
+    case SYS_getuid: case SYS_geteuid: case SYS_getgid: case SYS_getegid:
+        break;
+    default:
+        return 0;
+    }
+    s = tab_find(c, (int32_t)req->pid);
+    if (!s)
+        return 0;
+    switch (req->data.nr) {
+    case SYS_getpid: val = s->gtgid; break;
+    case SYS_gettid: val = s->gtid; break;
+    case SYS_getppid: val = s->gppid; break;
+    case SYS_getuid: val = s->uid; break;
+    case SYS_geteuid: val = s->euid; break;
+    case SYS_getgid: val = s->gid; break;
+    default: val = s->egid; break;
+    }
+    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
+    c->resp->id = req->id;
+    c->resp->val = val;
+    ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp);   /* ENOENT: the task died */
+    c->stats.fast_answers++;
+    return 1;
+}
+
+/* Receive one notification. Returns 1 when ev holds an event for Python. */
+static int take_notif(struct uml_ctx *c, struct uml_event *ev) {
+    memset(c->req, 0, c->sizes.seccomp_notif);
+    if (ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_RECV, c->req) != 0)
+        return 0;   /* ENOENT: the waiting task was killed; EINTR: retry later */
+    c->stats.notifs++;
+    if (fast_answer(c, c->req))
+        return 0;
+    memset(ev, 0, sizeof *ev);
+    ev->kind = UML_EV_NOTIF;
+    ev->tid = (int)c->req->pid;
+    ev->notif_id = c->req->id;
+    ev->nr = c->req->data.nr;
+    for (int i = 0; i < 6; i++)
+        ev->args[i] = c->req->data.args[i];
+    ev->ip = c->req->data.instruction_pointer;
+    return 1;
+}
+
+int uml_next(struct uml_ctx *c, struct uml_event *ev) {
+    for (;;) {
+        int st;
+        pid_t p = waitpid(-1, &st, __WALL | WNOHANG);
+        if (p > 0) {
+            decode(c, p, st, ev);
+            return 0;
+        }
+        int have_children = !(p < 0 && errno == ECHILD);
+        if (!have_children && c->lfd < 0) {
+            memset(ev, 0, sizeof *ev);
+            ev->kind = UML_EV_NONE;
+            return 0;
+        }
+        struct pollfd pf[2] = {{.fd = c->sigfd, .events = POLLIN},
+                               {.fd = c->lfd, .events = POLLIN}};
+        int n = poll(pf, c->lfd >= 0 ? 2 : 1, have_children ? -1 : 100);
+        if (n < 0) {
+            if (errno == EINTR) {
+                memset(ev, 0, sizeof *ev);
+                ev->kind = UML_EV_INTR;
+                return 0;
+            }
+            return -errno;
+        }
+        if (c->lfd >= 0 && (pf[1].revents & POLLIN)) {
+            if (take_notif(c, ev))
+                return 0;
+        } else if (c->lfd >= 0 && (pf[1].revents & (POLLHUP | POLLERR))) {
+            /* Every task that carried the filter is gone. */
+            close(c->lfd);
+            c->lfd = -1;
+        }
+        if (pf[0].revents & POLLIN) {
+            struct signalfd_siginfo si[8];
+            while (read(c->sigfd, si, sizeof si) > 0)
+                ;
+        }
+        if (!have_children && n == 0 && c->lfd >= 0) {
+            close(c->lfd);   /* no tracee can be waiting on it any more */
+            c->lfd = -1;
+        }
+    }
+}
+
+/* ---- ptrace wrappers ---- */
+
+static int ret_errno(long r) { return r < 0 ? -errno : 0; }
+
+int uml_cont(int tid, int sig) { return ret_errno(ptrace(PTRACE_CONT, tid, 0, (long)sig)); }
+int uml_syscall(int tid, int sig) { return ret_errno(ptrace(PTRACE_SYSCALL, tid, 0, (long)sig)); }
+int uml_listen(int tid) { return ret_errno(ptrace(PTRACE_LISTEN, tid, 0, 0)); }
+int uml_interrupt(int tid) { return ret_errno(ptrace(PTRACE_INTERRUPT, tid, 0, 0)); }
+
+int uml_skip(int tid, int64_t retval) {
+    if (ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, orig_rax), -1L) != 0)
+        return -errno;
+    if (ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, rax), retval) != 0)
+        return -errno;
+    return ret_errno(ptrace(PTRACE_CONT, tid, 0, 0));
+}
+
+int uml_get_regs(int tid, struct user_regs_struct *regs) {
+    return ret_errno(ptrace(PTRACE_GETREGS, tid, 0, regs));
+}
+
+int uml_set_regs(int tid, const struct user_regs_struct *regs) {
+    return ret_errno(ptrace(PTRACE_SETREGS, tid, 0, regs));
+}
+
+int uml_set_rax(int tid, int64_t value) {
+    return ret_errno(ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, rax), value));
+}
+
+int uml_get_siginfo(int tid, void *buf128) {
+    return ret_errno(ptrace(PTRACE_GETSIGINFO, tid, 0, buf128));
+}
+
+int uml_set_siginfo(int tid, const void *buf128) {
+    return ret_errno(ptrace(PTRACE_SETSIGINFO, tid, 0, buf128));
+}
+
+/* ---- seccomp notification replies ---- */
+
+int uml_notif_reply(struct uml_ctx *c, uint64_t id, int64_t val, int err) {
+    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
+    c->resp->id = id;
+    c->resp->val = err ? 0 : val;
+    c->resp->error = err ? -err : 0;
+    return ret_errno(ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp));
+}
+
+int uml_notif_continue(struct uml_ctx *c, uint64_t id) {
+    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
+    c->resp->id = id;
+    c->resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    return ret_errno(ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp));
+}
+
+int uml_notif_addfd(struct uml_ctx *c, uint64_t id, int srcfd, unsigned int newfd_flags) {
+    struct seccomp_notif_addfd a;
+    memset(&a, 0, sizeof a);
+    a.id = id;
+    a.flags = SECCOMP_ADDFD_FLAG_SEND;
+    a.srcfd = (uint32_t)srcfd;
+    a.newfd_flags = newfd_flags;
+    int r = ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
+    return r < 0 ? -errno : r;
+}
+
+int uml_notif_valid(struct uml_ctx *c, uint64_t id) {
+    return ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
+/* ---- guest memory ---- */
+
+int64_t uml_mem_read(int pid, uint64_t addr, void *buf, uint64_t len) {
+    struct iovec local = {.iov_base = buf, .iov_len = len};
+    struct iovec remote = {.iov_base = (void *)addr, .iov_len = len};
+    ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    return n < 0 ? -errno : n;
+}
+
+int64_t uml_mem_write(int pid, uint64_t addr, const void *buf, uint64_t len) {
+    struct iovec local = {.iov_base = (void *)buf, .iov_len = len};
+    struct iovec remote = {.iov_base = (void *)addr, .iov_len = len};
+    ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+    return n < 0 ? -errno : n;
+}
+
+/* Read a NUL-terminated string, one page at a time so that a string that
+ * ends just before an unmapped page still reads. Returns its length. */
+int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max) {
+    uint64_t done = 0;
+    if (addr == 0)
+        return -EFAULT;
+    while (done < max) {
+        uint64_t chunk = PAGE - ((addr + done) % PAGE);
+        if (chunk > max - done)
+            chunk = max - done;
+        int64_t n = uml_mem_read(pid, addr + done, buf + done, chunk);
+        if (n <= 0)
+            return n < 0 ? n : -EFAULT;
+        char *nul = memchr(buf + done, 0, (size_t)n);
+        if (nul)
+            return (int64_t)(nul - buf);
+        done += (uint64_t)n;
+    }
+    return -ENAMETOOLONG;
+}

@@ -1,0 +1,94 @@
+/* umlpy accelerator: the ptrace + seccomp hot loop, guest memory and registers.
+ *
+ * Python decides, C moves: this file waits for guest stops, decodes them,
+ * answers the cheapest syscalls from a per-task table mirrored from Python,
+ * and hands everything else to the kernel in Python as a uml_event.
+ */
+#ifndef UMLPY_ACCEL_H
+#define UMLPY_ACCEL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+enum uml_event_kind {
+    UML_EV_NONE = 0,        /* no tracee and no notifier left */
+    UML_EV_NOTIF = 1,       /* seccomp user notification for Python */
+    UML_EV_SECCOMP = 2,     /* ptrace seccomp stop (SECCOMP_RET_TRACE) */
+    UML_EV_SYSEXIT = 3,     /* syscall-exit stop after PTRACE_SYSCALL */
+    UML_EV_FORK = 4,
+    UML_EV_VFORK = 5,
+    UML_EV_CLONE = 6,
+    UML_EV_EXEC = 7,
+    UML_EV_SIGNAL = 8,      /* signal-delivery-stop */
+    UML_EV_GROUPSTOP = 9,   /* PTRACE_EVENT_STOP for a stopping signal */
+    UML_EV_TRAPSTOP = 10,   /* PTRACE_EVENT_STOP with SIGTRAP: new task or interrupt */
+    UML_EV_EXITED = 11,
+    UML_EV_KILLED = 12,
+    UML_EV_INTR = 13,       /* the wait was interrupted by a signal to umlpy */
+};
+
+struct uml_event {
+    int kind;
+    int tid;                /* host tid */
+    int status;             /* raw wait status */
+    int sig;
+    int64_t nr;
+    uint64_t args[6];
+    int64_t ret;            /* rax at syscall exit, exit code for EXITED */
+    uint64_t msg;           /* PTRACE_GETEVENTMSG */
+    uint64_t notif_id;
+    uint64_t ip;
+    uint64_t sp;
+    int regs_ok;            /* registers were read for this stop */
+};
+
+struct uml_stats {
+    uint64_t fast_answers;
+    uint64_t notifs;
+    uint64_t ptrace_stops;
+};
+
+struct uml_ctx;
+
+struct uml_ctx *uml_new(void);
+void uml_free(struct uml_ctx *c);
+int uml_listener_fd(struct uml_ctx *c);
+void uml_get_stats(struct uml_ctx *c, struct uml_stats *out);
+void uml_set_fast(struct uml_ctx *c, int enabled);
+
+/* filter: array of struct sock_filter (8 bytes each). Returns host pid or -errno. */
+int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
+              const void *filter, unsigned int filter_len);
+
+int uml_next(struct uml_ctx *c, struct uml_event *ev);
+
+/* Resuming a ptrace-stopped tracee. */
+int uml_cont(int tid, int sig);
+int uml_syscall(int tid, int sig);
+int uml_listen(int tid);
+int uml_interrupt(int tid);
+int uml_skip(int tid, int64_t retval);          /* at a seccomp stop: skip with retval, continue */
+int uml_get_regs(int tid, struct user_regs_struct *regs);
+int uml_set_regs(int tid, const struct user_regs_struct *regs);
+int uml_set_rax(int tid, int64_t value);
+int uml_get_siginfo(int tid, void *buf128);
+int uml_set_siginfo(int tid, const void *buf128);
+
+/* Seccomp user notification replies. */
+int uml_notif_reply(struct uml_ctx *c, uint64_t id, int64_t val, int err);
+int uml_notif_continue(struct uml_ctx *c, uint64_t id);
+int uml_notif_addfd(struct uml_ctx *c, uint64_t id, int srcfd, unsigned int newfd_flags);
+int uml_notif_valid(struct uml_ctx *c, uint64_t id);
+
+/* Guest memory. Return bytes moved or -errno. */
+int64_t uml_mem_read(int pid, uint64_t addr, void *buf, uint64_t len);
+int64_t uml_mem_write(int pid, uint64_t addr, const void *buf, uint64_t len);
+int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
+
+/* The per-task table behind the fast path. */
+int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
+                 unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid);
+int uml_task_del(struct uml_ctx *c, int tid);
+
+#endif

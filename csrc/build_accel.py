@@ -1,0 +1,69 @@
+"""cffi build script for the accelerator (API mode, out of line)."""
+import os
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CDEF = """
+enum uml_event_kind {
+    UML_EV_NONE, UML_EV_NOTIF, UML_EV_SECCOMP, UML_EV_SYSEXIT, UML_EV_FORK, UML_EV_VFORK,
+    UML_EV_CLONE, UML_EV_EXEC, UML_EV_SIGNAL, UML_EV_GROUPSTOP, UML_EV_TRAPSTOP,
+    UML_EV_EXITED, UML_EV_KILLED, UML_EV_INTR, ...
+};
+struct user_regs_struct {
+    unsigned long long r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8;
+    unsigned long long rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags, rsp, ss;
+    unsigned long long fs_base, gs_base, ds, es, fs, gs;
+};
+struct uml_event {
+    int kind; int tid; int status; int sig;
+    int64_t nr; uint64_t args[6]; int64_t ret; uint64_t msg; uint64_t notif_id;
+    uint64_t ip; uint64_t sp; int regs_ok;
+};
+struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; };
+struct uml_ctx;
+struct uml_ctx *uml_new(void);
+void uml_free(struct uml_ctx *c);
+int uml_listener_fd(struct uml_ctx *c);
+void uml_get_stats(struct uml_ctx *c, struct uml_stats *out);
+void uml_set_fast(struct uml_ctx *c, int enabled);
+int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
+              const void *filter, unsigned int filter_len);
+int uml_next(struct uml_ctx *c, struct uml_event *ev);
+int uml_cont(int tid, int sig);
+int uml_syscall(int tid, int sig);
+int uml_listen(int tid);
+int uml_interrupt(int tid);
+int uml_skip(int tid, int64_t retval);
+int uml_get_regs(int tid, struct user_regs_struct *regs);
+int uml_set_regs(int tid, const struct user_regs_struct *regs);
+int uml_set_rax(int tid, int64_t value);
+int uml_get_siginfo(int tid, void *buf128);
+int uml_set_siginfo(int tid, const void *buf128);
+int uml_notif_reply(struct uml_ctx *c, uint64_t id, int64_t val, int err);
+int uml_notif_continue(struct uml_ctx *c, uint64_t id);
+int uml_notif_addfd(struct uml_ctx *c, uint64_t id, int srcfd, unsigned int newfd_flags);
+int uml_notif_valid(struct uml_ctx *c, uint64_t id);
+int64_t uml_mem_read(int pid, uint64_t addr, void *buf, uint64_t len);
+int64_t uml_mem_write(int pid, uint64_t addr, const void *buf, uint64_t len);
+int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
+int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
+                 unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid);
+int uml_task_del(struct uml_ctx *c, int tid);
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "umlpy.host._accel",
+    '#include "accel.h"',
+    sources=[os.path.relpath(os.path.join(HERE, "accel.c"))],
+    include_dirs=[os.path.relpath(HERE)],
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    + os.environ.get("UMLPY_CFLAGS", "").split(),
+    extra_link_args=os.environ.get("UMLPY_LDFLAGS", "").split(),
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,15 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="umlpy",
+    version="0.1.0",
+    description="A user-mode Linux kernel written in Python: real Linux programs under a ptrace supervisor",
+    packages=find_packages(include=["umlpy", "umlpy.*"]),
+    python_requires=">=3.10",
+    setup_requires=["cffi>=1.15"],
+    install_requires=["cffi>=1.15", "python-ptrace>=0.9", "psutil>=5.9"],
+    extras_require={"test": ["pytest>=7"], "bench": ["matplotlib"]},
+    cffi_modules=["csrc/build_accel.py:ffibuilder"],
+    entry_points={"console_scripts": ["umlpy=umlpy.cli:main"]},
+    zip_safe=False,
+)

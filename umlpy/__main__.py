@@ -1,0 +1,5 @@
+import sys
+
+from umlpy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""Host calls Python's os module lacks (renameat2, utimensat with UTIME_OMIT, fstatfs)."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from typing import Optional
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_libc.utimensat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
+_libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+STATFS_SIZE = 120
+
+
+def _fail(what: str) -> None:
+    e = ctypes.get_errno()
+    raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def renameat2(odirfd: int, oname: str, ndirfd: int, nname: str, flags: int) -> None:
+    if _libc.renameat2(odirfd, os.fsencode(oname), ndirfd, os.fsencode(nname), flags) != 0:
+        _fail("renameat2")
+
+
+def utimensat(dirfd: int, name: str, times: Optional[bytes], nofollow: bool) -> None:
+    """times: the guest's two struct timespec (32 bytes), or None for now."""
+    buf = ctypes.create_string_buffer(times, 32) if times is not None else None
+    flags = AT_SYMLINK_NOFOLLOW if nofollow else 0
+    path = os.fsencode(name)
+    if name == "":      # the directory descriptor itself, through its magic link
+        dirfd, path, flags = -100, os.fsencode(f"/proc/self/fd/{dirfd}"), 0
+    if _libc.utimensat(dirfd, path, buf, flags) != 0:
+        _fail("utimensat")
+
+
+def fstatfs(fd: int) -> bytes:
+    """struct statfs of an open (or O_PATH) descriptor, as raw bytes."""
+    buf = ctypes.create_string_buffer(STATFS_SIZE)
+    if _libc.fstatfs(fd, buf) != 0:
+        _fail("fstatfs")
+    return buf.raw
+
+
+__all__ = ["renameat2", "utimensat", "fstatfs", "errno"]

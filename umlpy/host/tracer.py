@@ -1,0 +1,249 @@
+"""The host side of a guest: a thin Python face over the C accelerator.
+
+Only this package touches ptrace, seccomp and guest memory. The kernel sees
+Events and calls methods here to resume, answer or inspect a guest task.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+try:
+    from umlpy.host._accel import ffi, lib
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError("umlpy's C accelerator is not built: run `pip install .`") from exc
+
+EV_NONE = lib.UML_EV_NONE
+EV_NOTIF = lib.UML_EV_NOTIF
+EV_SECCOMP = lib.UML_EV_SECCOMP
+EV_SYSEXIT = lib.UML_EV_SYSEXIT
+EV_FORK = lib.UML_EV_FORK
+EV_VFORK = lib.UML_EV_VFORK
+EV_CLONE = lib.UML_EV_CLONE
+EV_EXEC = lib.UML_EV_EXEC
+EV_SIGNAL = lib.UML_EV_SIGNAL
+EV_GROUPSTOP = lib.UML_EV_GROUPSTOP
+EV_TRAPSTOP = lib.UML_EV_TRAPSTOP
+EV_EXITED = lib.UML_EV_EXITED
+EV_KILLED = lib.UML_EV_KILLED
+EV_INTR = lib.UML_EV_INTR
+
+EVENT_NAMES = {v: k for k, v in globals().items() if k.startswith("EV_")}
+
+REG_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
+             "rax", "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags",
+             "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs")
+ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+
+MAX_PATH = 4096
+
+
+class HostError(OSError):
+    """A host operation on a guest task failed (usually: the task died)."""
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        raise HostError(-ret, f"{what}: {os.strerror(-ret)}")
+    return ret
+
+
+@dataclass
+class Event:
+    kind: int
+    tid: int
+    status: int
+    sig: int
+    nr: int
+    args: tuple
+    ret: int
+    msg: int
+    notif_id: int
+    ip: int
+    sp: int
+
+    @property
+    def name(self) -> str:
+        return EVENT_NAMES.get(self.kind, str(self.kind))
+
+
+class Regs:
+    """A copy of a task's registers; write back with Tracer.set_regs."""
+    __slots__ = ("_c",)
+
+    def __init__(self) -> None:
+        self._c = ffi.new("struct user_regs_struct *")
+
+    def __getattr__(self, name: str) -> int:
+        return getattr(self._c, name)
+
+    def __setattr__(self, name: str, value: int) -> None:
+        if name == "_c":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._c, name, value & 0xFFFFFFFFFFFFFFFF)
+
+    def args(self) -> list:
+        return [getattr(self._c, r) for r in ARG_REGS]
+
+    def set_arg(self, index: int, value: int) -> None:
+        setattr(self._c, ARG_REGS[index], value & 0xFFFFFFFFFFFFFFFF)
+
+
+class Tracer:
+    """One guest system: its seccomp listener and every tracee under it."""
+
+    def __init__(self) -> None:
+        ctx = lib.uml_new()
+        if ctx == ffi.NULL:
+            raise HostError(errno.ENOSYS, "seccomp user notification is not available")
+        self._ctx = ctx
+        self._ev = ffi.new("struct uml_event *")
+        self._strbuf = ffi.new("char[]", MAX_PATH + 1)
+        self._siginfo = ffi.new("char[]", 128)
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            lib.uml_free(self._ctx)
+            self._ctx = None
+
+    # ---- lifecycle ----
+    def spawn(self, path: str, argv: Sequence[str], envp: Sequence[str], bpf: bytes) -> int:
+        keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
+        keep_env = [ffi.new("char[]", os.fsencode(e)) for e in envp]
+        c_argv = ffi.new("char *[]", keep + [ffi.NULL])
+        c_envp = ffi.new("char *[]", keep_env + [ffi.NULL])
+        filt = ffi.from_buffer(bpf)
+        pid = lib.uml_spawn(self._ctx, os.fsencode(path), c_argv, c_envp, filt, len(bpf) // 8)
+        return _check(pid, "spawn")
+
+    def set_fast_path(self, enabled: bool) -> None:
+        lib.uml_set_fast(self._ctx, 1 if enabled else 0)
+
+    def stats(self) -> dict:
+        s = ffi.new("struct uml_stats *")
+        lib.uml_get_stats(self._ctx, s)
+        return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops}
+
+    def next_event(self) -> Event:
+        ev = self._ev
+        _check(lib.uml_next(self._ctx, ev), "wait")
+        return Event(ev.kind, ev.tid, ev.status, ev.sig, ev.nr, tuple(ev.args), ev.ret,
+                     ev.msg, ev.notif_id, ev.ip, ev.sp)
+
+    # ---- ptrace-stopped tasks ----
+    def cont(self, tid: int, sig: int = 0) -> int:
+        return lib.uml_cont(tid, sig)
+
+    def cont_to_exit(self, tid: int, sig: int = 0) -> int:
+        """Resume and stop again at this syscall's exit."""
+        return lib.uml_syscall(tid, sig)
+
+    def listen(self, tid: int) -> int:
+        return lib.uml_listen(tid)
+
+    def interrupt(self, tid: int) -> int:
+        return lib.uml_interrupt(tid)
+
+    def skip(self, tid: int, retval: int) -> int:
+        """At a seccomp stop: do not run the syscall, return retval, resume."""
+        return lib.uml_skip(tid, retval)
+
+    def get_regs(self, tid: int) -> Regs:
+        r = Regs()
+        _check(lib.uml_get_regs(tid, r._c), "getregs")
+        return r
+
+    def set_regs(self, tid: int, regs: Regs) -> None:
+        _check(lib.uml_set_regs(tid, regs._c), "setregs")
+
+    def set_return(self, tid: int, value: int) -> None:
+        _check(lib.uml_set_rax(tid, value), "set return")
+
+    def get_siginfo(self, tid: int) -> bytearray:
+        _check(lib.uml_get_siginfo(tid, self._siginfo), "getsiginfo")
+        return bytearray(ffi.buffer(self._siginfo, 128))
+
+    def set_siginfo(self, tid: int, info: bytes) -> None:
+        ffi.memmove(self._siginfo, info, 128)
+        _check(lib.uml_set_siginfo(tid, self._siginfo), "setsiginfo")
+
+    # ---- seccomp notifications ----
+    def reply(self, notif_id: int, value: int = 0, err: int = 0) -> int:
+        return lib.uml_notif_reply(self._ctx, notif_id, value, err)
+
+    def reply_continue(self, notif_id: int) -> int:
+        return lib.uml_notif_continue(self._ctx, notif_id)
+
+    def reply_fd(self, notif_id: int, host_fd: int, cloexec: bool) -> int:
+        """Install host_fd in the guest at its lowest free number and return it."""
+        return lib.uml_notif_addfd(self._ctx, notif_id, host_fd, os.O_CLOEXEC if cloexec else 0)
+
+    def notif_valid(self, notif_id: int) -> bool:
+        return bool(lib.uml_notif_valid(self._ctx, notif_id))
+
+    # ---- the fast-path table ----
+    def task_set(self, tid: int, gtid: int, gtgid: int, gppid: int,
+                 uid: int, euid: int, gid: int, egid: int) -> None:
+        lib.uml_task_set(self._ctx, tid, gtid, gtgid, gppid, uid, euid, gid, egid)
+
+    def task_del(self, tid: int) -> None:
+        lib.uml_task_del(self._ctx, tid)
+
+
+class GuestMemory:
+    """Reads and writes one task's address space (process_vm_readv/writev)."""
+    __slots__ = ("pid", "_buf")
+
+    _strbuf = ffi.new("char[]", MAX_PATH + 1)
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def read(self, addr: int, length: int) -> bytes:
+        if length == 0:
+            return b""
+        if addr == 0:
+            raise OSError(errno.EFAULT, "bad address")
+        buf = ffi.new("char[]", length)
+        n = lib.uml_mem_read(self.pid, addr, buf, length)
+        if n < 0:
+            raise OSError(errno.EFAULT, "bad address")
+        if n != length:
+            raise OSError(errno.EFAULT, "bad address")
+        return ffi.unpack(buf, length)
+
+    def write(self, addr: int, data: bytes) -> None:
+        if not data:
+            return
+        if addr == 0:
+            raise OSError(errno.EFAULT, "bad address")
+        n = lib.uml_mem_write(self.pid, addr, ffi.from_buffer(data), len(data))
+        if n != len(data):
+            raise OSError(errno.EFAULT, "bad address")
+
+    def read_str(self, addr: int, max_len: int = MAX_PATH) -> bytes:
+        """A NUL-terminated string of at most max_len bytes (without the NUL)."""
+        buf = self._strbuf if max_len <= MAX_PATH else ffi.new("char[]", max_len + 1)
+        n = lib.uml_mem_read_str(self.pid, addr, buf, max_len + 1)
+        if n == -errno.ENAMETOOLONG:
+            raise OSError(errno.ENAMETOOLONG, "string too long")
+        if n < 0:
+            raise OSError(errno.EFAULT, "bad address")
+        return ffi.unpack(buf, n)
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def read_ptr_array(self, addr: int, limit: int) -> list:
+        """A NULL-terminated array of pointers (argv, envp)."""
+        out = []
+        while True:
+            if len(out) >= limit:
+                raise OSError(errno.E2BIG, "argument list too long")
+            p = self.read_u64(addr + 8 * len(out))
+            if p == 0:
+                return out
+            out.append(p)

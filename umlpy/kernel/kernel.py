@@ -1,0 +1,225 @@
+"""The kernel: one guest system, its event loop and syscall dispatch.
+
+The accelerator delivers events (a seccomp notification, a ptrace stop, a
+task's birth or death); the kernel looks the syscall up in the table and runs
+its handler. A handler that raises anything but OSError is an oops: the
+traceback goes to the kernel log and that guest process is killed, while the
+kernel and every other task go on.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import sys
+import traceback
+from typing import List, Optional
+
+import umlpy.syscalls  # noqa: F401  (registers every handler)
+from umlpy.host import tracer as host
+from umlpy.kernel import lifecycle
+from umlpy.kernel.loader import Loader
+from umlpy.kernel.task import Creds, FsContext, PidNamespace, Task, ThreadGroup
+from umlpy.syscalls import registry
+from umlpy.syscalls.call import PASS, Call, Fd, s64
+from umlpy.syscalls.numbers import name_of
+
+log = logging.getLogger("umlpy")
+
+ERESTART_CODES = (512, 513, 514, 516)   # -ERESTARTSYS .. -ERESTART_RESTARTBLOCK
+
+
+class Kernel:
+    def __init__(self, vfs, hostname: str = "umlpy") -> None:
+        self.vfs = vfs
+        self.tracer = host.Tracer()
+        self.pids = PidNamespace()
+        self.loader = Loader(vfs)
+        self.hostname = hostname
+        self.domainname = "(none)"
+        self.init: Optional[ThreadGroup] = None
+        self.init_status: Optional[int] = None
+        self.early_stops: dict = {}      # host tid -> first stop seen before its parent's event
+        self.warned: set = set()
+        self.oopses = 0
+        self.shutting_down = False
+
+    # ---- boot ----
+    def start(self, path: str, argv: List[str], env: List[str], cwd: str = "/") -> None:
+        pid = self.tracer.spawn(path, argv, env, registry.build_filter())
+        tgid = self.pids.alloc(pid)
+        group = ThreadGroup(tgid, pid, None)
+        group.comm = os.path.basename(path)[:15]
+        task = Task(tgid, pid, group, Creds(), FsContext(cwd))
+        task.started = True
+        group.threads[pid] = task
+        self.pids.groups[tgid] = group
+        self.pids.tasks[pid] = task
+        self.init = group
+        self.mirror(task)
+
+    def run(self) -> int:
+        """Serve the guest until its first process and every other are gone.
+        Returns the first process's raw wait status."""
+        while True:
+            ev = self.tracer.next_event()
+            if ev.kind == host.EV_NONE:
+                break
+            if ev.kind == host.EV_INTR:
+                continue
+            self.dispatch(ev)
+            if self.init_status is not None and not self.pids.tasks and not self.early_stops:
+                break
+        return self.init_status if self.init_status is not None else 0
+
+    def close(self) -> None:
+        self.loader.close()
+        self.tracer.close()
+
+    # ---- the fast-path mirror ----
+    def mirror(self, task: Task) -> None:
+        c = task.creds
+        self.tracer.task_set(task.host_tid, task.tid, task.group.tgid, task.group.ppid,
+                             c.ruid, c.euid, c.rgid, c.egid)
+
+    def mirror_group(self, group: ThreadGroup) -> None:
+        for t in group.threads.values():
+            self.mirror(t)
+
+    # ---- dispatch ----
+    def dispatch(self, ev: host.Event) -> None:
+        k = ev.kind
+        if k == host.EV_NOTIF:
+            self.on_notif(ev)
+        elif k == host.EV_SECCOMP:
+            self.on_seccomp(ev)
+        elif k == host.EV_SYSEXIT:
+            self.on_sysexit(ev)
+        else:
+            lifecycle.on_event(self, ev)
+
+    def resume(self, task: Task, sig: int = 0) -> None:
+        """Let a ptrace-stopped task run, stopping at its syscall's exit if one is pending."""
+        if task.pending_call is not None:
+            self.tracer.cont_to_exit(task.host_tid, sig)
+        else:
+            self.tracer.cont(task.host_tid, sig)
+
+    def unknown(self, call: Call) -> int:
+        name = name_of(call.nr)
+        if call.nr not in self.warned:
+            self.warned.add(call.nr)
+            self.klog(f"unimplemented syscall {name} ({call.nr}): ENOSYS")
+        return -errno.ENOSYS
+
+    def klog(self, msg: str) -> None:
+        print(f"umlpy: {msg}", file=sys.stderr, flush=True)
+
+    def _handle(self, call: Call):
+        """Run the handler; returns its result or -errno."""
+        entry = registry.lookup(call.nr)
+        if entry is None or entry.handler is None:
+            return self.unknown(call)
+        try:
+            return entry.handler(call)
+        except OSError as e:
+            return -(e.errno or errno.EINVAL)
+        except Exception:
+            self.oops(call)
+            return -errno.EFAULT
+
+    def oops(self, call: Call) -> None:
+        """A bug in a handler: log it, kill that guest process, carry on."""
+        self.oopses += 1
+        task = call.task
+        self.klog(f"oops: {name_of(call.nr)}({', '.join(hex(a) for a in call.args)}) "
+                  f"in task {task.tid} ({task.group.comm}); killing it\n"
+                  + traceback.format_exc().rstrip())
+        try:
+            os.kill(task.group.host_tgid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def on_notif(self, ev: host.Event) -> None:
+        task = self.pids.tasks.get(ev.tid)
+        if task is None:        # cannot happen: new tasks are held until known
+            self.tracer.reply(ev.notif_id, err=errno.ESRCH)
+            return
+        call = Call(self, task, ev.nr, ev.args, host.GuestMemory(ev.tid), ev.notif_id)
+        result = self._handle(call)
+        if isinstance(result, Fd):
+            try:
+                r = self.tracer.reply_fd(ev.notif_id, result.host_fd, result.cloexec)
+                if r < 0 and r != -errno.ENOENT:
+                    self.tracer.reply(ev.notif_id, err=-r)
+            finally:
+                os.close(result.host_fd)
+        elif result is PASS:
+            self.tracer.reply_continue(ev.notif_id)
+        elif result < 0 and result >= -4095:
+            self.tracer.reply(ev.notif_id, err=-result)
+        else:
+            self.tracer.reply(ev.notif_id, result)
+
+    def on_seccomp(self, ev: host.Event) -> None:
+        task = self.pids.tasks.get(ev.tid)
+        if task is None:
+            self.tracer.skip(ev.tid, -errno.ESRCH)
+            return
+        call = Call(self, task, ev.nr, ev.args, host.GuestMemory(ev.tid), traced=True)
+        call.sp = ev.sp
+        result = self._handle(call)
+        tid = ev.tid
+        if result is not PASS:
+            self.tracer.skip(tid, int(result))
+            return
+        if call.orig_args is not None or call.nr != ev.nr:
+            regs = self.tracer.get_regs(tid)
+            regs.orig_rax = call.nr
+            for i, v in enumerate(call.args):
+                regs.set_arg(i, v)
+            self.tracer.set_regs(tid, regs)
+        if call.exit_handler is not None or call.orig_args is not None:
+            task.pending_call = call
+            self.tracer.cont_to_exit(tid)
+        else:
+            self.tracer.cont(tid)
+
+    def on_sysexit(self, ev: host.Event) -> None:
+        task = self.pids.tasks.get(ev.tid)
+        call = task.pending_call if task is not None else None
+        if call is None:
+            self.tracer.cont(ev.tid)
+            return
+        task.pending_call = None
+        ret = s64(ev.ret)
+        new = None
+        restarting = -ret in ERESTART_CODES
+        if call.exit_handler is not None and not restarting:
+            try:
+                new = call.exit_handler(call, ret)
+            except OSError as e:
+                new = -(e.errno or errno.EINVAL)
+            except Exception:
+                self.oops(call)
+        if call.orig_args is not None:
+            regs = self.tracer.get_regs(ev.tid)
+            for i, v in enumerate(call.orig_args):
+                regs.set_arg(i, v)
+            if new is not None:
+                regs.rax = new
+            self.tracer.set_regs(ev.tid, regs)
+        elif new is not None:
+            self.tracer.set_return(ev.tid, new)
+        self.tracer.cont(ev.tid)
+
+    # ---- shutdown ----
+    def kill_all(self) -> None:
+        """SIGKILL every guest process (the first process died, or umlpy is stopping)."""
+        self.shutting_down = True
+        for g in self.pids.live_groups():
+            try:
+                os.kill(g.host_tgid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -1,0 +1,218 @@
+"""Births, execs, signals and deaths of guest tasks (the ptrace events).
+
+Events of one birth arrive in either order: the parent's fork/clone event and
+the child's first stop. A child whose stop comes first is held stopped until
+its parent's event says who it is.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import struct
+
+from umlpy.host import procinfo
+from umlpy.host import tracer as host
+from umlpy.kernel.task import Task, ThreadGroup
+
+CLONE_VM = 0x100
+CLONE_FS = 0x200
+CLONE_VFORK = 0x4000
+CLONE_PARENT = 0x8000
+CLONE_THREAD = 0x10000
+CLONE_PARENT_SETTID = 0x100000
+CLONE_CHILD_SETTID = 0x1000000
+
+SI_USER, SI_QUEUE, SI_TIMER, SI_MESGQ, SI_ASYNCIO, SI_SIGIO, SI_TKILL = 0, -1, -2, -3, -4, -5, -6
+_SENDER_CODES = (SI_USER, SI_QUEUE, SI_MESGQ, SI_TKILL)
+
+
+def on_event(k, ev: host.Event) -> None:
+    kind = ev.kind
+    if kind in (host.EV_FORK, host.EV_VFORK, host.EV_CLONE):
+        on_fork(k, ev)
+    elif kind == host.EV_EXEC:
+        on_exec(k, ev)
+    elif kind == host.EV_SIGNAL:
+        on_signal(k, ev)
+    elif kind == host.EV_GROUPSTOP:
+        k.tracer.listen(ev.tid)
+    elif kind == host.EV_TRAPSTOP:
+        on_trapstop(k, ev)
+    elif kind in (host.EV_EXITED, host.EV_KILLED):
+        on_death(k, ev)
+
+
+def _clone_args(kind: int, call) -> tuple:
+    """(flags, parent_tid_ptr, child_tid_ptr) of the fork-like call under way."""
+    if call is not None and call.nr == 56:      # clone(flags, stack, ptid, ctid, tls)
+        return call.args[0], call.args[2], call.args[3]
+    if kind == host.EV_VFORK:
+        return CLONE_VM | CLONE_VFORK | signal.SIGCHLD, 0, 0
+    return signal.SIGCHLD, 0, 0
+
+
+def on_fork(k, ev: host.Event) -> None:
+    parent = k.pids.tasks.get(ev.tid)
+    child_tid = ev.msg
+    if parent is None:
+        k.tracer.cont(ev.tid)
+        return
+    flags, ptid, ctid = _clone_args(ev.kind, parent.pending_call)
+    task = new_task(k, parent, child_tid, flags)
+    task.clone_info = (flags, ctid)
+    if flags & CLONE_PARENT_SETTID and ptid:
+        try:
+            host.GuestMemory(parent.host_tid).write(ptid, struct.pack("<i", task.tid))
+        except OSError:
+            pass
+    early = k.early_stops.pop(child_tid, None)
+    if early is not None:
+        first_stop(k, task)
+    k.resume(parent)
+
+
+def new_task(k, parent: Task, host_tid: int, flags: int) -> Task:
+    tid = k.pids.alloc(host_tid)
+    if flags & CLONE_THREAD:
+        group = parent.group
+    else:
+        pgroup = parent.group.parent if flags & CLONE_PARENT else parent.group
+        group = ThreadGroup(tid, host_tid, pgroup)
+        group.exe, group.comm = parent.group.exe, parent.group.comm
+        k.pids.groups[tid] = group
+    fs = parent.fs if flags & CLONE_FS else parent.fs.clone()
+    task = Task(tid, host_tid, group, parent.creds.clone(), fs)
+    group.threads[host_tid] = task
+    k.pids.tasks[host_tid] = task
+    k.mirror(task)
+    return task
+
+
+def first_stop(k, task: Task) -> None:
+    """The child's first stop: fix the tid the host wrote for CLONE_CHILD_SETTID."""
+    task.started = True
+    flags, ctid = task.clone_info or (0, 0)
+    task.clone_info = None
+    if flags & CLONE_CHILD_SETTID and ctid:
+        try:
+            host.GuestMemory(task.host_tid).write(ctid, struct.pack("<i", task.tid))
+        except OSError:
+            pass
+    k.tracer.cont(task.host_tid)
+
+
+def on_trapstop(k, ev: host.Event) -> None:
+    task = k.pids.tasks.get(ev.tid)
+    if task is None:
+        k.early_stops[ev.tid] = ev     # our parent's event has not come yet
+    elif not task.started:
+        first_stop(k, task)
+    else:
+        k.resume(task)
+
+
+def on_exec(k, ev: host.Event) -> None:
+    former, tid = ev.msg, ev.tid
+    task = k.pids.tasks.get(former)
+    if task is None:
+        k.tracer.cont(tid)
+        return
+    if former != tid:
+        # A non-leader thread exec'd: it takes over the leader's host and guest ids.
+        old_leader = k.pids.tasks.pop(tid, None)
+        if old_leader is not None:
+            task.group.threads.pop(tid, None)
+        del k.pids.tasks[former]
+        task.group.threads.pop(former, None)
+        k.tracer.task_del(former)
+        k.pids.release(task.tid)
+        k.pids.groups[task.group.tgid] = task.group
+        task.tid, task.host_tid = task.group.tgid, tid
+        task.group.threads[tid] = task
+        k.pids.tasks[tid] = task
+        k.mirror(task)
+    plan, task.pending_exec = task.pending_exec, None
+    try:
+        ident = procinfo.exe_identity(tid)
+    except OSError:
+        ident = None
+    if plan is None or ident != (plan.image.dev, plan.image.ino):
+        # Another thread rewrote the path we gave the host: never run what it chose.
+        k.klog(f"exec of an unexpected image by task {task.tid}: killed")
+        os.kill(tid, signal.SIGKILL)
+        k.tracer.cont(tid)
+        return
+    task.group.exe = plan.guest_path
+    task.group.comm = os.path.basename(plan.guest_path)[:15]
+    if task.pending_call is not None:
+        task.pending_call.orig_args = None      # the registers belong to the new image
+    k.resume(task)
+
+
+def on_signal(k, ev: host.Event) -> None:
+    """A signal is about to be delivered: show the sender's guest pid."""
+    task = k.pids.tasks.get(ev.tid)
+    sig = ev.sig
+    try:
+        info = k.tracer.get_siginfo(ev.tid)
+        code = struct.unpack_from("<i", info, 8)[0]
+        if code in _SENDER_CODES or sig == signal.SIGCHLD:
+            pid = struct.unpack_from("<i", info, 16)[0]
+            gpid = k.pids.to_guest(pid) if pid > 0 else 0
+            if gpid != pid:
+                struct.pack_into("<i", info, 16, gpid)
+                k.tracer.set_siginfo(ev.tid, bytes(info))
+    except OSError:
+        pass
+    if task is None:
+        k.tracer.cont(ev.tid, sig)
+    else:
+        k.resume(task, sig)
+
+
+def on_death(k, ev: host.Event) -> None:
+    tid = ev.tid
+    k.early_stops.pop(tid, None)
+    task = k.pids.tasks.pop(tid, None)
+    k.tracer.task_del(tid)
+    if task is None:
+        return
+    group = task.group
+    group.threads.pop(tid, None)
+    if not task.is_leader:
+        k.pids.release(task.tid)
+        return
+    group.zombie = True
+    group.exit_status = ev.status
+    for other in list(group.threads.values()):     # threads whose death we missed
+        k.pids.tasks.pop(other.host_tid, None)
+        k.tracer.task_del(other.host_tid)
+    group.threads.clear()
+    reparent_children(k, group)
+    if group is k.init:
+        k.init_status = ev.status
+        k.pids.release(group.tgid)
+        k.kill_all()
+    elif getattr(group, "reaped", False):
+        k.pids.release(group.tgid)
+
+
+def reparent_children(k, dead: ThreadGroup) -> None:
+    """Orphans go to the first process, which is a child subreaper on the host too."""
+    heir = k.init if k.init is not None and not k.init.zombie else None
+    for g in list(k.pids.groups.values()):
+        if g.parent is dead:
+            g.parent = heir
+            k.mirror_group(g)
+
+
+def reaped(k, host_pid: int) -> None:
+    """A guest wait returned this child's death: its pid is free again."""
+    gid = k.pids.to_guest(host_pid)
+    group = k.pids.groups.get(gid)
+    if group is None:
+        return
+    if group.zombie:
+        k.pids.release(gid)
+    else:
+        group.reaped = True     # its death event is still on its way

@@ -1,0 +1,213 @@
+"""execve's preparation: `#!` scripts, ELF checks, and exec images.
+
+The host cannot exec a file by a guest path, and would look up PT_INTERP in the
+host's root. So an ELF taken from the guest's tree is copied into a sealed
+memfd (an "exec image", cached per inode); a dynamic one gets its PT_INTERP
+rewritten to /proc/<kernel-pid>/fd/<N>, the image of the guest's own ld.so.
+The host then execs the image by that same kind of path.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat as st
+import struct
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+BINPRM_BUF_SIZE = 256
+MAX_INTERP_DEPTH = 4            # nested #! interpreters, as Linux allows
+EM_X86_64 = 62
+PT_INTERP = 3
+MFD_CLOEXEC = 0x1
+MFD_ALLOW_SEALING = 0x2
+MFD_EXEC = 0x10
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_PHDR = struct.Struct("<IIQQQQQQ")
+
+
+class ExecError(OSError):
+    pass
+
+
+def _noexec(why: str) -> ExecError:
+    return ExecError(errno.ENOEXEC, f"exec format error: {why}")
+
+
+def parse_shebang(head: bytes) -> Tuple[bytes, Optional[bytes]]:
+    """The interpreter and its single optional argument from a `#!` line."""
+    line = head[2:]
+    nl = line.find(b"\n")
+    if nl < 0:
+        # The whole buffer is one line: fine only if the interpreter name ends in it.
+        stripped = line.lstrip(b" \t")
+        if not any(c in stripped for c in (b" ", b"\t")):
+            raise _noexec("#! line too long")
+    else:
+        line = line[:nl]
+    line = line.replace(b"\0", b" ").strip(b" \t\r")
+    if not line:
+        raise _noexec("empty #! line")
+    parts = line.split(None, 1)
+    interp = parts[0]
+    arg = parts[1].strip(b" \t") if len(parts) > 1 else None
+    return interp, (arg or None)
+
+
+@dataclass
+class ElfInfo:
+    interp: Optional[bytes]
+    interp_offset: int
+    interp_size: int
+
+
+def parse_elf(data: bytes) -> ElfInfo:
+    """Check that this is an x86-64 ELF executable the host can run; find PT_INTERP."""
+    if len(data) < _EHDR.size or data[:4] != b"\x7fELF":
+        raise _noexec("not ELF")
+    (ident, e_type, e_machine, _ver, _entry, phoff, _shoff, _flags, _ehsize,
+     phentsize, phnum, *_rest) = _EHDR.unpack_from(data)
+    if ident[4] != 2 or ident[5] != 1:
+        raise _noexec("not a 64-bit little-endian ELF")
+    if e_machine != EM_X86_64:
+        raise _noexec(f"wrong architecture (e_machine {e_machine})")
+    if e_type not in (2, 3):
+        raise _noexec("not an executable or shared object")
+    if phentsize != _PHDR.size or phnum == 0 or phnum > 1024:
+        raise _noexec("bad program headers")
+    if phoff + phnum * phentsize > len(data):
+        raise _noexec("program headers past the end of the file")
+    interp, ioff, isize = None, 0, 0
+    for i in range(phnum):
+        p_type, _pf, p_offset, _va, _pa, p_filesz, _memsz, _align = _PHDR.unpack_from(
+            data, phoff + i * phentsize)
+        if p_type != PT_INTERP:
+            continue
+        if interp is not None:
+            raise _noexec("two PT_INTERP headers")
+        if p_filesz < 2 or p_filesz > 4096 or p_offset + p_filesz > len(data):
+            raise _noexec("bad PT_INTERP")
+        raw = data[p_offset:p_offset + p_filesz]
+        if raw[-1] != 0:
+            raise _noexec("PT_INTERP not NUL-terminated")
+        interp, ioff, isize = raw.split(b"\0", 1)[0], p_offset, p_filesz
+    return ElfInfo(interp, ioff, isize)
+
+
+@dataclass
+class ExecImage:
+    fd: int                 # memfd in the kernel process
+    dev: int
+    ino: int
+    interp_key: Optional[tuple]
+
+    def host_path(self) -> str:
+        return f"/proc/{os.getpid()}/fd/{self.fd}"
+
+
+@dataclass
+class ExecPlan:
+    image: ExecImage
+    guest_path: str                 # canonical path of the program finally run
+    argv: Optional[List[bytes]]     # a new argv (scripts), or None to keep the guest's
+
+
+def _file_key(s: os.stat_result) -> tuple:
+    return (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
+
+
+class Loader:
+    def __init__(self, vfs) -> None:
+        self.vfs = vfs
+        self.images: Dict[tuple, ExecImage] = {}
+
+    def close(self) -> None:
+        for img in self.images.values():
+            os.close(img.fd)
+        self.images.clear()
+
+    def _open_exec(self, path: str, cwd: str) -> Tuple[int, os.stat_result, str]:
+        with self.vfs.lookup(path, cwd, follow=True) as lk:
+            fd = lk.fs.open(lk.dirfd, lk.name, os.O_RDONLY, 0)
+            canon = lk.path
+        s = os.fstat(fd)
+        if not st.S_ISREG(s.st_mode) or not s.st_mode & 0o111:
+            os.close(fd)
+            raise ExecError(errno.EACCES, "permission denied")
+        return fd, s, canon
+
+    def prepare(self, path: str, cwd: str, argv: List[bytes]) -> ExecPlan:
+        new_argv = None
+        for _depth in range(MAX_INTERP_DEPTH + 1):
+            fd, s, canon = self._open_exec(path, cwd)
+            try:
+                head = os.pread(fd, BINPRM_BUF_SIZE, 0)
+                if head[:2] == b"#!":
+                    interp, arg = parse_shebang(head)
+                    cur = new_argv if new_argv is not None else argv
+                    new_argv = [interp] + ([arg] if arg else []) + [os.fsencode(path)] + cur[1:]
+                    path = os.fsdecode(interp)
+                    continue
+                image = self._image(fd, s, cwd)
+                return ExecPlan(image, canon, new_argv)
+            finally:
+                os.close(fd)
+        raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
+
+    def _image(self, fd: int, s: os.stat_result, cwd: str, nested: bool = False) -> ExecImage:
+        key = _file_key(s)
+        data = os.pread(fd, s.st_size, 0) if s.st_size <= (1 << 31) else b""
+        if len(data) != s.st_size:
+            raise _noexec("cannot read the whole file")
+        info = parse_elf(data)
+        interp_image = None
+        if info.interp is not None:
+            if nested:
+                raise ExecError(errno.ELIBBAD, "the ELF interpreter has an interpreter")
+            interp_image = self._interp(os.fsdecode(info.interp), cwd)
+        interp_key = (interp_image.dev, interp_image.ino) if interp_image else None
+        cached = self.images.get(key)
+        if cached is not None and cached.interp_key == interp_key:
+            return cached
+        if cached is not None:
+            os.close(cached.fd)
+            del self.images[key]
+        if interp_image is not None:
+            new = interp_image.host_path().encode() + b"\0"
+            if len(new) > info.interp_size:
+                raise _noexec("PT_INTERP too short to redirect")
+            data = (data[:info.interp_offset] + new.ljust(info.interp_size, b"\0")
+                    + data[info.interp_offset + info.interp_size:])
+        img = self._memfd(data, interp_key)
+        self.images[key] = img
+        return img
+
+    def _interp(self, path: str, cwd: str) -> ExecImage:
+        try:
+            fd, s, _canon = self._open_exec(path, "/")
+        except ExecError as e:
+            raise ExecError(errno.ELIBBAD if e.errno == errno.ENOEXEC else e.errno, str(e))
+        try:
+            return self._image(fd, s, cwd, nested=True)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _memfd(data: bytes, interp_key) -> ExecImage:
+        try:
+            mfd = os.memfd_create("umlpy-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
+        except OSError:
+            mfd = os.memfd_create("umlpy-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(mfd, view)
+                view = view[n:]
+            fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
+                        | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+            s = os.fstat(mfd)
+        except BaseException:
+            os.close(mfd)
+            raise
+        return ExecImage(mfd, s.st_dev, s.st_ino, interp_key)

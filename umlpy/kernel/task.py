@@ -1,0 +1,131 @@
+"""Tasks, thread groups, credentials and the guest pid namespace.
+
+A guest task is a host thread. The kernel keeps, for each, what the guest may
+see of it (guest pid/tid, parent, credentials, cwd) and what the host needs
+to serve it (host tid, pending syscall state).
+"""
+from __future__ import annotations
+
+import copy
+import errno
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+PID_MAX = 4194304
+
+
+@dataclass
+class Creds:
+    """The guest's view of a task's credentials (the host user never changes)."""
+    ruid: int = 0
+    euid: int = 0
+    suid: int = 0
+    fsuid: int = 0
+    rgid: int = 0
+    egid: int = 0
+    sgid: int = 0
+    fsgid: int = 0
+    groups: List[int] = field(default_factory=list)
+
+    def clone(self) -> "Creds":
+        return copy.deepcopy(self)
+
+    @property
+    def privileged(self) -> bool:
+        return self.euid == 0
+
+
+@dataclass
+class FsContext:
+    """cwd, root and umask: shared between tasks cloned with CLONE_FS."""
+    cwd: str = "/"
+    umask: int = 0o022
+
+    def clone(self) -> "FsContext":
+        return FsContext(self.cwd, self.umask)
+
+
+class ThreadGroup:
+    """A guest process."""
+
+    def __init__(self, tgid: int, host_tgid: int, parent: Optional["ThreadGroup"]) -> None:
+        self.tgid = tgid
+        self.host_tgid = host_tgid
+        self.parent = parent
+        self.threads: Dict[int, "Task"] = {}     # host tid -> Task
+        self.exe = ""                             # guest path of the running image
+        self.comm = ""
+        self.zombie = False
+        self.exit_status: Optional[int] = None    # raw wait status once dead
+
+    @property
+    def ppid(self) -> int:
+        return self.parent.tgid if self.parent is not None else 0
+
+    def __repr__(self) -> str:
+        return f"<ThreadGroup {self.tgid} host={self.host_tgid} {self.comm}>"
+
+
+class Task:
+    """A guest thread."""
+
+    def __init__(self, tid: int, host_tid: int, group: ThreadGroup, creds: Creds,
+                 fs: FsContext) -> None:
+        self.tid = tid
+        self.host_tid = host_tid
+        self.group = group
+        self.creds = creds
+        self.fs = fs
+        # state of a syscall under way at a ptrace stop
+        self.exit_handler: Optional[Callable] = None
+        self.pending_call = None
+        self.pending_exec = None
+        self.started = False            # first stop seen
+        self.clone_info = None          # (flags, ctid) to apply at first stop
+
+    @property
+    def is_leader(self) -> bool:
+        return self.host_tid == self.group.host_tgid
+
+    def __repr__(self) -> str:
+        return f"<Task {self.tid}/{self.group.tgid} host={self.host_tid}>"
+
+
+class PidNamespace:
+    """Guest pids: allocation and translation to and from host ids."""
+
+    def __init__(self) -> None:
+        self._next = 1
+        self.by_guest: Dict[int, int] = {}    # guest id -> host id
+        self.by_host: Dict[int, int] = {}     # host id -> guest id
+        self.tasks: Dict[int, Task] = {}      # host tid -> Task (live)
+        self.groups: Dict[int, ThreadGroup] = {}   # guest tgid -> ThreadGroup (live or zombie)
+
+    def alloc(self, host_id: int) -> int:
+        old = self.by_host.get(host_id)
+        if old is not None:             # a host pid reused: its previous owner is gone
+            self.release(old)
+        for _ in range(PID_MAX):
+            nr = self._next
+            self._next = nr + 1 if nr + 1 < PID_MAX else 300   # Linux wraps to 300
+            if nr not in self.by_guest:
+                self.by_guest[nr] = host_id
+                self.by_host[host_id] = nr
+                return nr
+        raise OSError(errno.EAGAIN, "no free pid")
+
+    def release(self, guest_id: int) -> None:
+        host = self.by_guest.pop(guest_id, None)
+        if host is not None and self.by_host.get(host) == guest_id:
+            del self.by_host[host]
+        self.groups.pop(guest_id, None)
+
+    def to_host(self, guest_id: int) -> Optional[int]:
+        return self.by_guest.get(guest_id)
+
+    def to_guest(self, host_id: int) -> int:
+        """A host id as the guest sees it: 0 when outside the namespace, as Linux does."""
+        return self.by_host.get(host_id, 0)
+
+    def live_groups(self) -> List[ThreadGroup]:
+        return [g for g in self.groups.values() if not g.zombie]

@@ -1,0 +1,2 @@
+"""Syscall handlers, one module per family; importing this registers them all."""
+from umlpy.syscalls import creds, exec, fs, native, process, signals, system  # noqa: F401

@@ -1,0 +1,65 @@
+"""Signals between guest processes: targets are guest pids, translated to host
+ones so the host delivers them; the sender's pid is translated back when the
+signal reaches its target (see kernel.lifecycle.on_signal)."""
+from __future__ import annotations
+
+import errno
+import os
+
+from umlpy.syscalls.call import PASS, Call
+from umlpy.syscalls.process import host_pid
+from umlpy.syscalls.registry import TRACE, syscall
+
+
+def _kill_everyone(c: Call, sig: int) -> int:
+    """kill(-1): every guest process but the first one and the caller."""
+    k = c.kernel
+    hit = 0
+    for g in k.pids.live_groups():
+        if g is k.init or g is c.task.group:
+            continue
+        try:
+            os.kill(g.host_tgid, sig)
+            hit += 1
+        except OSError:
+            pass
+    return 0 if hit else -errno.ESRCH
+
+
+@syscall("kill", mode=TRACE)
+def sys_kill(c: Call):
+    pid, sig = c.int(0), c.int(1)
+    if not 0 <= sig <= 64:
+        return -errno.EINVAL
+    if pid == -1:
+        return _kill_everyone(c, sig)
+    if pid > 0:
+        c.set_arg(0, host_pid(c, pid))
+    elif pid < -1:
+        c.set_arg(0, -host_pid(c, -pid))
+    return PASS
+
+
+@syscall("tkill", mode=TRACE)
+def sys_tkill(c: Call):
+    tid = c.int(0)
+    if tid <= 0:
+        return -errno.EINVAL
+    c.set_arg(0, host_pid(c, tid))
+    return PASS
+
+
+@syscall("tgkill", "rt_tgsigqueueinfo", mode=TRACE)
+def sys_tgkill(c: Call):
+    tgid, tid = c.int(0), c.int(1)
+    if tgid <= 0 or tid <= 0:
+        return -errno.EINVAL
+    c.set_arg(0, host_pid(c, tgid))
+    c.set_arg(1, host_pid(c, tid))
+    return PASS
+
+
+@syscall("rt_sigqueueinfo", mode=TRACE)
+def sys_rt_sigqueueinfo(c: Call):
+    c.set_arg(0, host_pid(c, c.int(0)))
+    return PASS

@@ -1,0 +1,125 @@
+"""uname, host names, and the calls on descriptors whose arguments name pids
+(fcntl F_SETOWN, the tty ioctls) or host addresses (bind, connect)."""
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+
+import umlpy
+from umlpy.syscalls.call import PASS, Call
+from umlpy.syscalls.process import guest_pid, host_pid
+from umlpy.syscalls.registry import TRACE, syscall
+
+UTS_LEN = 65
+TIOCGPGRP, TIOCSPGRP, TIOCSTI, TIOCGSID = 0x540F, 0x5410, 0x5412, 0x5429
+F_SETOWN, F_GETOWN, F_SETOWN_EX, F_GETOWN_EX = 8, 9, 15, 16
+
+
+def _field(s: str) -> bytes:
+    return s.encode()[:UTS_LEN - 1].ljust(UTS_LEN, b"\0")
+
+
+@syscall("uname")
+def sys_uname(c: Call) -> int:
+    k = c.kernel
+    data = b"".join(_field(s) for s in (
+        "Linux", k.hostname, umlpy.RELEASE, f"#1 SMP umlpy {umlpy.__version__}",
+        "x86_64", k.domainname))
+    c.write(c.ptr(0), data)
+    return 0
+
+
+def _set_name(c: Call, attr: str) -> int:
+    if not c.task.creds.privileged:
+        return -errno.EPERM
+    length = c.long(1)
+    if length < 0 or length > UTS_LEN - 1:
+        return -errno.EINVAL
+    raw = c.mem.read(c.ptr(0), length) if length else b""
+    setattr(c.kernel, attr, raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
+    return 0
+
+
+@syscall("sethostname")
+def sys_sethostname(c: Call) -> int:
+    return _set_name(c, "hostname")
+
+
+@syscall("setdomainname")
+def sys_setdomainname(c: Call) -> int:
+    return _set_name(c, "domainname")
+
+
+# ---- ioctl: only the pid-carrying and the dangerous requests stop ----
+def _pid_out(c: Call, ret: int):
+    if ret == 0 and c.ptr(2):
+        host = struct.unpack("<i", c.mem.read(c.ptr(2), 4))[0]
+        c.mem.write(c.ptr(2), struct.pack("<i", guest_pid(c, host)))
+    return None
+
+
+def _restore_word(addr: int, old: bytes):
+    def fix(c: Call, ret: int):
+        c.mem.write(addr, old)
+        return None
+    return fix
+
+
+@syscall("ioctl", mode=TRACE, trap_if=(1, (TIOCGPGRP, TIOCSPGRP, TIOCSTI, TIOCGSID)),
+         support="partial", note="TIOCSTI refused: it would type into the host's terminal")
+def sys_ioctl(c: Call):
+    cmd = c.args[1] & 0xFFFFFFFF
+    if cmd == TIOCSTI:
+        return -errno.EPERM
+    if cmd in (TIOCGPGRP, TIOCGSID):
+        c.on_exit(_pid_out)
+        return PASS
+    # TIOCSPGRP: the guest's pgid is rewritten in place and put back at exit
+    addr = c.ptr(2)
+    old = c.mem.read(addr, 4)
+    pgid = struct.unpack("<i", old)[0]
+    if pgid < 0:
+        return -errno.EINVAL
+    c.mem.write(addr, struct.pack("<i", host_pid(c, pgid)))
+    c.on_exit(_restore_word(addr, old))
+    return PASS
+
+
+@syscall("fcntl", mode=TRACE, trap_if=(1, (F_SETOWN, F_GETOWN, F_SETOWN_EX, F_GETOWN_EX)),
+         support="partial", note="F_SETOWN_EX/F_GETOWN_EX not yet translated (EINVAL)")
+def sys_fcntl(c: Call):
+    cmd = c.int(1)
+    if cmd in (F_SETOWN_EX, F_GETOWN_EX):
+        return -errno.EINVAL
+    if cmd == F_SETOWN:
+        owner = c.int(2)
+        if owner > 0:
+            c.set_arg(2, host_pid(c, owner))
+        elif owner < 0:
+            c.set_arg(2, -host_pid(c, -owner))
+        return PASS
+
+    def own_exit(c: Call, ret: int):
+        if ret > 0:
+            return guest_pid(c, ret)
+        if ret < -4095:
+            return None
+        return -guest_pid(c, -ret) if ret < 0 and -ret > 4095 else None
+    c.on_exit(own_exit)
+    return PASS
+
+
+# ---- bind/connect: addresses may be host paths ----
+@syscall("bind", "connect", support="partial",
+         note="AF_UNIX refused until the VFS issue maps socket paths; IP passes through")
+def sys_bind_connect(c: Call):
+    length = c.int(2)
+    if length < 2:
+        return -errno.EINVAL
+    family = struct.unpack("<H", c.mem.read(c.ptr(1), 2))[0]
+    if family == socket.AF_UNIX:
+        return -errno.EACCES
+    if family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC, socket.AF_NETLINK):
+        return PASS
+    return -errno.EAFNOSUPPORT
