@@ -127,11 +127,11 @@ class Tracer:
         lib.uml_get_stats(self._ctx, s)
         return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops}
 
-    def next_event(self) -> Event:
-        ev = self._ev
-        _check(lib.uml_next(self._ctx, ev), "wait")
-        return Event(ev.kind, ev.tid, ev.status, ev.sig, ev.nr, tuple(ev.args), ev.ret,
-                     ev.msg, ev.notif_id, ev.ip, ev.sp)
+    def next_event(self):
+        """The next event (valid until the following call): kind, tid, status, sig,
+        nr, args[6], ret, msg, notif_id, ip, sp — the fields of Event."""
+        _check(lib.uml_next(self._ctx, self._ev), "wait")
+        return self._ev
 
     # ---- ptrace-stopped tasks ----
     def cont(self, tid: int, sig: int = 0) -> int:
@@ -195,7 +195,7 @@ class Tracer:
 
 class GuestMemory:
     """Reads and writes one task's address space (process_vm_readv/writev)."""
-    __slots__ = ("pid", "_buf")
+    __slots__ = ("pid",)
 
     _strbuf = ffi.new("char[]", MAX_PATH + 1)
 

@@ -35,7 +35,7 @@ class Kernel:
         self.vfs = vfs
         self.tracer = host.Tracer()
         self.pids = PidNamespace()
-        self.loader = Loader(vfs)
+        self.loader = Loader(vfs, os.path.join(vfs.scratch, "exec"))
         self.hostname = hostname
         self.domainname = "(none)"
         self.init: Optional[ThreadGroup] = None
@@ -88,7 +88,7 @@ class Kernel:
             self.mirror(t)
 
     # ---- dispatch ----
-    def dispatch(self, ev: host.Event) -> None:
+    def dispatch(self, ev) -> None:
         k = ev.kind
         if k == host.EV_NOTIF:
             self.on_notif(ev)
@@ -98,6 +98,13 @@ class Kernel:
             self.on_sysexit(ev)
         else:
             lifecycle.on_event(self, ev)
+
+    @staticmethod
+    def memory(task: Task) -> host.GuestMemory:
+        mem = task.mem
+        if mem is None or mem.pid != task.host_tid:
+            mem = task.mem = host.GuestMemory(task.host_tid)
+        return mem
 
     def resume(self, task: Task, sig: int = 0) -> None:
         """Let a ptrace-stopped task run, stopping at its syscall's exit if one is pending."""
@@ -141,12 +148,12 @@ class Kernel:
         except OSError:
             pass
 
-    def on_notif(self, ev: host.Event) -> None:
+    def on_notif(self, ev) -> None:
         task = self.pids.tasks.get(ev.tid)
         if task is None:        # cannot happen: new tasks are held until known
             self.tracer.reply(ev.notif_id, err=errno.ESRCH)
             return
-        call = Call(self, task, ev.nr, ev.args, host.GuestMemory(ev.tid), ev.notif_id)
+        call = Call(self, task, ev.nr, ev.args, self.memory(task), ev.notif_id)
         result = self._handle(call)
         if isinstance(result, Fd):
             try:
@@ -162,12 +169,12 @@ class Kernel:
         else:
             self.tracer.reply(ev.notif_id, result)
 
-    def on_seccomp(self, ev: host.Event) -> None:
+    def on_seccomp(self, ev) -> None:
         task = self.pids.tasks.get(ev.tid)
         if task is None:
             self.tracer.skip(ev.tid, -errno.ESRCH)
             return
-        call = Call(self, task, ev.nr, ev.args, host.GuestMemory(ev.tid), traced=True)
+        call = Call(self, task, ev.nr, ev.args, self.memory(task), traced=True)
         call.sp = ev.sp
         result = self._handle(call)
         tid = ev.tid
@@ -186,7 +193,7 @@ class Kernel:
         else:
             self.tracer.cont(tid)
 
-    def on_sysexit(self, ev: host.Event) -> None:
+    def on_sysexit(self, ev) -> None:
         task = self.pids.tasks.get(ev.tid)
         call = task.pending_call if task is not None else None
         if call is None:

@@ -26,7 +26,7 @@ SI_USER, SI_QUEUE, SI_TIMER, SI_MESGQ, SI_ASYNCIO, SI_SIGIO, SI_TKILL = 0, -1, -
 _SENDER_CODES = (SI_USER, SI_QUEUE, SI_MESGQ, SI_TKILL)
 
 
-def on_event(k, ev: host.Event) -> None:
+def on_event(k, ev) -> None:
     kind = ev.kind
     if kind in (host.EV_FORK, host.EV_VFORK, host.EV_CLONE):
         on_fork(k, ev)
@@ -51,7 +51,7 @@ def _clone_args(kind: int, call) -> tuple:
     return signal.SIGCHLD, 0, 0
 
 
-def on_fork(k, ev: host.Event) -> None:
+def on_fork(k, ev) -> None:
     parent = k.pids.tasks.get(ev.tid)
     child_tid = ev.msg
     if parent is None:
@@ -101,17 +101,17 @@ def first_stop(k, task: Task) -> None:
     k.tracer.cont(task.host_tid)
 
 
-def on_trapstop(k, ev: host.Event) -> None:
+def on_trapstop(k, ev) -> None:
     task = k.pids.tasks.get(ev.tid)
     if task is None:
-        k.early_stops[ev.tid] = ev     # our parent's event has not come yet
+        k.early_stops[ev.tid] = ev.status   # our parent's event has not come yet
     elif not task.started:
         first_stop(k, task)
     else:
         k.resume(task)
 
 
-def on_exec(k, ev: host.Event) -> None:
+def on_exec(k, ev) -> None:
     former, tid = ev.msg, ev.tid
     task = k.pids.tasks.get(former)
     if task is None:
@@ -143,13 +143,13 @@ def on_exec(k, ev: host.Event) -> None:
         k.tracer.cont(tid)
         return
     task.group.exe = plan.guest_path
-    task.group.comm = os.path.basename(plan.guest_path)[:15]
+    task.group.comm = plan.name[:15]
     if task.pending_call is not None:
         task.pending_call.orig_args = None      # the registers belong to the new image
     k.resume(task)
 
 
-def on_signal(k, ev: host.Event) -> None:
+def on_signal(k, ev) -> None:
     """A signal is about to be delivered: show the sender's guest pid."""
     task = k.pids.tasks.get(ev.tid)
     sig = ev.sig
@@ -170,7 +170,7 @@ def on_signal(k, ev: host.Event) -> None:
         k.resume(task, sig)
 
 
-def on_death(k, ev: host.Event) -> None:
+def on_death(k, ev) -> None:
     tid = ev.tid
     k.early_stops.pop(tid, None)
     task = k.pids.tasks.pop(tid, None)

@@ -105,12 +105,27 @@ class ExecImage:
     def host_path(self) -> str:
         return f"/proc/{os.getpid()}/fd/{self.fd}"
 
+    def exec_path(self, link_dir: str, name: str) -> str:
+        """A path to exec this image by whose last component is `name`: the host
+        names the new process (its comm) after it. A symlink to host_path()."""
+        name = (name or "exe").replace("/", "_")[:64] or "exe"
+        d = os.path.join(link_dir, str(self.ino))
+        link = os.path.join(d, name)
+        if not os.path.islink(link):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            try:
+                os.symlink(self.host_path(), link)
+            except FileExistsError:
+                pass
+        return link
+
 
 @dataclass
 class ExecPlan:
     image: ExecImage
     guest_path: str                 # canonical path of the program finally run
     argv: Optional[List[bytes]]     # a new argv (scripts), or None to keep the guest's
+    name: str = ""                  # last component of the path as asked for (comm)
 
 
 def _file_key(s: os.stat_result) -> tuple:
@@ -118,14 +133,19 @@ def _file_key(s: os.stat_result) -> tuple:
 
 
 class Loader:
-    def __init__(self, vfs) -> None:
+    def __init__(self, vfs, link_dir: str) -> None:
         self.vfs = vfs
+        self.link_dir = link_dir
         self.images: Dict[tuple, ExecImage] = {}
+        self.infos: Dict[tuple, ElfInfo] = {}       # parsed headers, per file version
 
     def close(self) -> None:
         for img in self.images.values():
             os.close(img.fd)
         self.images.clear()
+
+    def exec_path(self, plan: "ExecPlan") -> str:
+        return plan.image.exec_path(self.link_dir, plan.name)
 
     def _open_exec(self, path: str, cwd: str) -> Tuple[int, os.stat_result, str]:
         with self.vfs.lookup(path, cwd, follow=True) as lk:
@@ -150,29 +170,33 @@ class Loader:
                     path = os.fsdecode(interp)
                     continue
                 image = self._image(fd, s, cwd)
-                return ExecPlan(image, canon, new_argv)
+                return ExecPlan(image, canon, new_argv, os.path.basename(path.rstrip("/")))
             finally:
                 os.close(fd)
         raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
 
     def _image(self, fd: int, s: os.stat_result, cwd: str, nested: bool = False) -> ExecImage:
         key = _file_key(s)
-        data = os.pread(fd, s.st_size, 0) if s.st_size <= (1 << 31) else b""
-        if len(data) != s.st_size:
-            raise _noexec("cannot read the whole file")
-        info = parse_elf(data)
+        cached = self.images.get(key)
+        info = self.infos.get(key)
+        data = None
+        if info is None:
+            data = self._read_all(fd, s)
+            info = parse_elf(data)
+            self.infos[key] = info
         interp_image = None
         if info.interp is not None:
             if nested:
                 raise ExecError(errno.ELIBBAD, "the ELF interpreter has an interpreter")
             interp_image = self._interp(os.fsdecode(info.interp), cwd)
         interp_key = (interp_image.dev, interp_image.ino) if interp_image else None
-        cached = self.images.get(key)
         if cached is not None and cached.interp_key == interp_key:
             return cached
         if cached is not None:
             os.close(cached.fd)
             del self.images[key]
+        if data is None:
+            data = self._read_all(fd, s)
         if interp_image is not None:
             new = interp_image.host_path().encode() + b"\0"
             if len(new) > info.interp_size:
@@ -182,6 +206,13 @@ class Loader:
         img = self._memfd(data, interp_key)
         self.images[key] = img
         return img
+
+    @staticmethod
+    def _read_all(fd: int, s: os.stat_result) -> bytes:
+        data = os.pread(fd, s.st_size, 0) if s.st_size <= (1 << 31) else b""
+        if len(data) != s.st_size:
+            raise _noexec("cannot read the whole file")
+        return data
 
     def _interp(self, path: str, cwd: str) -> ExecImage:
         try:

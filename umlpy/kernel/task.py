@@ -6,7 +6,7 @@ to serve it (host tid, pending syscall state).
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import errno
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -28,7 +28,7 @@ class Creds:
     groups: List[int] = field(default_factory=list)
 
     def clone(self) -> "Creds":
-        return copy.deepcopy(self)
+        return dataclasses.replace(self, groups=list(self.groups))
 
     @property
     def privileged(self) -> bool:
@@ -82,6 +82,7 @@ class Task:
         self.pending_exec = None
         self.started = False            # first stop seen
         self.clone_info = None          # (flags, ctid) to apply at first stop
+        self.mem = None                 # its GuestMemory, set by the kernel
 
     @property
     def is_leader(self) -> bool:

@@ -68,7 +68,7 @@ def do_exec(c: Call, path: str, argv_ptr: int, envp_ptr: int) -> object:
         return -errno.ENOENT
     argv = _read_argv(c, argv_ptr)
     plan = c.kernel.loader.prepare(path, c.task.fs.cwd, argv)
-    host_path = plan.image.host_path().encode()
+    host_path = os.fsencode(c.kernel.loader.exec_path(plan))
     path_addr, argv_addr = _scratch(c, host_path, plan.argv)
     if c.nr != NR["execve"]:
         c.set_nr(NR["execve"])

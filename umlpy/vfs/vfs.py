@@ -11,6 +11,24 @@ from umlpy.fs.hostfs import DevFs, EmptyFs, HostFs
 from umlpy.vfs.namei import Lookup, Mount, Walker
 
 
+SCRATCH_PREFIX = "umlpy-vfs-"
+
+
+def _remove_stale_scratch() -> None:
+    """Scratch directories of instances that were killed (kill -9 skips cleanup)."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(SCRATCH_PREFIX):
+            continue
+        pid = name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
 class Vfs:
     """One instance's mounts. The first release: a hostfs root, a small devfs
     at /dev and an empty placeholder at /proc (procfs comes with the VFS issue)."""
@@ -18,7 +36,8 @@ class Vfs:
     def __init__(self, root_dir: str, readonly: bool = False) -> None:
         if not os.path.isdir(root_dir):
             raise OSError(errno.ENOTDIR, f"root {root_dir!r} is not a directory")
-        self.scratch = tempfile.mkdtemp(prefix="umlpy-vfs-")
+        _remove_stale_scratch()
+        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         os.chmod(self.scratch, 0o700)
         self.mounts: dict = {}
         self.mount("/", HostFs(root_dir, readonly), root_dir, "ro" if readonly else "rw")
