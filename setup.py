@@ -5,6 +5,7 @@ setup(
     version="0.1.0",
     description="A user-mode Linux kernel written in Python: real Linux programs under a ptrace supervisor",
     packages=find_packages(include=["umlpy", "umlpy.*"]),
+    package_data={"umlpy.bench": ["guest/*.c", "guest/*.h"]},
     python_requires=">=3.10",
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "python-ptrace>=0.9", "psutil>=5.9"],

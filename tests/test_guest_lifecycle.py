@@ -1,0 +1,93 @@
+"""How guests end: death by signal, and the kernel's own death taking every guest with it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from guestroot import describe, guest_env, kill_group, run_guest, umlpy_command
+
+
+@pytest.mark.parametrize("sig, message", [(signal.SIGKILL, "Killed"),
+                                          (signal.SIGSEGV, "Segmentation fault")])
+def test_guest_killed_by_signal(busybox_root, sig, message):
+    """The first guest process kills itself (umlpy's contract: exit 128+n and the shell's
+    message; unlike a pid namespace's init, guest pid 1 is not protected from itself)."""
+    res = run_guest(busybox_root, ["/bin/sh", "-c", f"echo before; kill -{int(sig)} $$; echo after"])
+    assert res.returncode == 128 + sig, describe(res)
+    assert res.stdout == "before\n", describe(res)
+    assert message in res.stderr, describe(res)
+
+
+def test_guest_segfault(busybox_root, static_tools, tmp_path):
+    """A real fault (a store to address 0), not a kill(2)."""
+    shutil.copy2(static_tools / "segv", busybox_root / "tmp" / "segv")
+    res = run_guest(busybox_root, ["/tmp/segv"])
+    assert res.returncode == 128 + signal.SIGSEGV, describe(res)
+    assert "Segmentation fault" in res.stderr, describe(res)
+
+
+def test_guest_exit_codes(busybox_root):
+    for code in (0, 1, 2, 126, 255):
+        res = run_guest(busybox_root, ["/bin/sh", "-c", f"exit {code}"])
+        assert res.returncode == code, describe(res)
+        assert res.stderr == "", describe(res)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    """Alive and the very same process (not a reused pid); zombies count as dead."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+def test_kill_9_of_umlpy_kills_every_guest(busybox_root):
+    cmd = umlpy_command(busybox_root, ["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"])
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=guest_env(), cwd=str(busybox_root),
+                            start_new_session=True)
+    try:
+        umlpy = psutil.Process(proc.pid)
+        guests: list[psutil.Process] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                guests = [p for p in umlpy.children(recursive=True) if _alive(p)]
+                sleeps = [p for p in guests if "1000" in " ".join(_cmdline(p))]
+            except psutil.Error:
+                sleeps = []
+            if len(sleeps) >= 2 or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, f"umlpy exited early ({proc.returncode}): {proc.stderr.read()!r}"
+        assert len(sleeps) >= 2, f"no guest 'sleep 1000' processes under umlpy: {guests}"
+        assert len(guests) >= 3, guests  # sh and its two sleeps, at least
+        guest_pids = [p.pid for p in guests]
+
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in guests):
+            time.sleep(0.05)
+        survivors = [(p.pid, _cmdline(p)) for p in guests if _alive(p)]
+        assert not survivors, f"guest processes outlived umlpy: {survivors} (of {guest_pids})"
+    finally:
+        kill_group(proc)
+        proc.wait(timeout=10)
+        proc.stderr.close()

@@ -1,0 +1,81 @@
+"""ELF checks and #! parsing (no guest)."""
+import errno
+import os
+import shutil
+import struct
+
+import pytest
+
+from umlpy.kernel import loader
+from umlpy.vfs.vfs import Vfs
+
+
+def test_shebang_forms():
+    assert loader.parse_shebang(b"#!/bin/sh\necho") == (b"/bin/sh", None)
+    assert loader.parse_shebang(b"#! /usr/bin/env  python3 -u \n") == (b"/usr/bin/env", b"python3 -u")
+    assert loader.parse_shebang(b"#!/bin/sh\r\n") == (b"/bin/sh", None)
+    with pytest.raises(OSError) as e:
+        loader.parse_shebang(b"#!   \n")
+    assert e.value.errno == errno.ENOEXEC
+
+
+def test_real_binaries_parse():
+    with open("/bin/true", "rb") as f:
+        info = loader.parse_elf(f.read())
+    assert info.interp and info.interp.startswith(b"/lib")
+    with open("/bin/busybox", "rb") as f:
+        assert loader.parse_elf(f.read()).interp is None    # static
+
+
+@pytest.mark.parametrize("mangle", ["truncate", "machine", "class", "phoff"])
+def test_malformed_elf_is_enoexec(mangle):
+    with open("/bin/true", "rb") as f:
+        data = bytearray(f.read())
+    if mangle == "truncate":
+        data = data[:40]
+    elif mangle == "machine":
+        struct.pack_into("<H", data, 18, 40)           # ARM
+    elif mangle == "class":
+        data[4] = 1                                     # 32-bit
+    elif mangle == "phoff":
+        struct.pack_into("<Q", data, 32, len(data) + 100)
+    with pytest.raises(OSError) as e:
+        loader.parse_elf(bytes(data))
+    assert e.value.errno == errno.ENOEXEC
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = tmp_path / "root"
+    (r / "bin").mkdir(parents=True)
+    shutil.copy("/bin/busybox", r / "bin" / "busybox")
+    os.symlink("busybox", r / "bin" / "sh")
+    (r / "bin" / "script").write_text("#!/bin/sh -e\necho hi\n")
+    (r / "bin" / "script").chmod(0o755)
+    (r / "bin" / "noexec").write_text("#!/bin/sh\n")
+    (r / "bin" / "junk").write_bytes(b"\x00garbage")
+    (r / "bin" / "junk").chmod(0o755)
+    v = Vfs(str(r))
+    yield v
+    v.close()
+
+
+def test_script_argv_is_built_as_linux_does(root):
+    ld = loader.Loader(root, os.path.join(root.scratch, "exec"))
+    plan = ld.prepare("/bin/script", "/", [b"script", b"a1"])
+    assert plan.argv == [b"/bin/sh", b"-e", b"/bin/script", b"a1"]
+    assert plan.guest_path == "/bin/busybox" and plan.name == "sh"
+    assert os.fstat(plan.image.fd).st_size == os.path.getsize("/bin/busybox")
+    again = ld.prepare("/bin/sh", "/", [b"sh"])
+    assert again.image is plan.image                     # cached per inode
+    ld.close()
+
+
+def test_exec_errors(root):
+    ld = loader.Loader(root, os.path.join(root.scratch, "exec"))
+    for path, err in (("/bin/noexec", errno.EACCES), ("/bin/junk", errno.ENOEXEC),
+                      ("/bin/missing", errno.ENOENT), ("/bin", errno.EACCES)):
+        with pytest.raises(OSError) as e:
+            ld.prepare(path, "/", [b"x"])
+        assert e.value.errno == err, path
+    ld.close()
