@@ -7,7 +7,6 @@ setup(
     packages=find_packages(include=["umlpy", "umlpy.*"]),
     package_data={"umlpy.bench": ["guest/*.c", "guest/*.h"]},
     python_requires=">=3.10",
-    setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "python-ptrace>=0.9", "psutil>=5.9"],
     extras_require={"test": ["pytest>=7"], "bench": ["matplotlib"]},
     cffi_modules=["csrc/build_accel.py:ffibuilder"],
