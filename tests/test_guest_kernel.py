@@ -73,3 +73,31 @@ def test_open_stat_and_cwd_through_the_kernel(dynamic_root):
     """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["10 /tmp/kt", "d/f 10", "2", "/tmp/kt", "[]"]
+
+
+def test_groups_sessions_and_signal_senders_are_guest_pids(dynamic_root):
+    r = py(dynamic_root, """
+        import ctypes, os, signal
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            sid = ctypes.CDLL(None).setsid()
+            os.write(w, f"{sid} {os.getpid()} {os.getpgid(0)} {os.getsid(0)} {os.getppid()}".encode())
+            os.kill(os.getppid(), signal.SIGUSR1)
+            os._exit(7)
+        info = signal.sigwaitinfo({signal.SIGUSR1})
+        print(os.read(r, 100).decode())
+        print(pid, info.si_pid, info.si_signo == signal.SIGUSR1)
+        wpid, status = os.waitpid(pid, 0)
+        print(wpid == pid, os.waitstatus_to_exitcode(status))
+        os.setpgid(0, 0); print(os.getpgrp(), os.getpgid(0))
+    """)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    sid, cpid, pgid, sid2, ppid = map(int, lines[0].split())
+    assert sid == cpid == pgid == sid2 and ppid == 1
+    child, sender, ok = lines[1].split()
+    assert child == sender == str(cpid) and ok == "True"
+    assert lines[2] == "True 7"
+    assert lines[3] == "1 1"

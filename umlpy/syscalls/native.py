@@ -28,7 +28,7 @@ native(
     "munlock", "mlockall", "munlockall", "mlock2", "pkey_mprotect", "pkey_alloc", "pkey_free",
     "membarrier", "get_mempolicy", "set_mempolicy", "mbind",
     # the caller's own signals
-    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending",
     "rt_sigsuspend", "sigaltstack", "pause", "restart_syscall",
     # clocks and timers
     "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 
 from umlpy.syscalls.call import PASS, Call
 from umlpy.syscalls.process import host_pid
@@ -62,4 +63,27 @@ def sys_tgkill(c: Call):
 @syscall("rt_sigqueueinfo", mode=TRACE)
 def sys_rt_sigqueueinfo(c: Call):
     c.set_arg(0, host_pid(c, c.int(0)))
+    return PASS
+
+
+SIGCHLD = 17
+_SENDER_CODES = (0, -1, -3, -6)         # SI_USER, SI_QUEUE, SI_MESGQ, SI_TKILL
+
+
+def _siginfo_exit(c: Call, ret: int):
+    """A signal taken synchronously never passes a delivery stop: fix si_pid here."""
+    info_ptr = c.ptr(1)
+    if ret <= 0 or not info_ptr:
+        return None
+    info = bytearray(c.mem.read(info_ptr, 24))
+    signo, _err, code, _pad, pid = struct.unpack_from("<iiiii", info)
+    if (code in _SENDER_CODES or signo == SIGCHLD) and pid > 0:
+        struct.pack_into("<i", info, 16, c.kernel.pids.to_guest(pid))
+        c.mem.write(info_ptr, bytes(info))
+    return None
+
+
+@syscall("rt_sigtimedwait", mode=TRACE)
+def sys_rt_sigtimedwait(c: Call):
+    c.on_exit(_siginfo_exit)
     return PASS
