@@ -23,7 +23,7 @@ CLONE_PARENT_SETTID = 0x100000
 CLONE_CHILD_SETTID = 0x1000000
 
 SI_USER, SI_QUEUE, SI_TIMER, SI_MESGQ, SI_ASYNCIO, SI_SIGIO, SI_TKILL = 0, -1, -2, -3, -4, -5, -6
-_SENDER_CODES = (SI_USER, SI_QUEUE, SI_MESGQ, SI_TKILL)
+SENDER_CODES = (SI_USER, SI_QUEUE, SI_MESGQ, SI_TKILL)   # si_code of signals that name a sender
 
 
 def on_event(k, ev) -> None:
@@ -156,7 +156,7 @@ def on_signal(k, ev) -> None:
     try:
         info = k.tracer.get_siginfo(ev.tid)
         code = struct.unpack_from("<i", info, 8)[0]
-        if code in _SENDER_CODES or sig == signal.SIGCHLD:
+        if code in SENDER_CODES or sig == signal.SIGCHLD:
             pid = struct.unpack_from("<i", info, 16)[0]
             gpid = k.pids.to_guest(pid) if pid > 0 else 0
             if gpid != pid:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import struct
 
+from umlpy.kernel.lifecycle import SENDER_CODES
 from umlpy.syscalls.call import PASS, Call
 from umlpy.syscalls.process import host_pid
 from umlpy.syscalls.registry import TRACE, syscall
@@ -66,8 +68,6 @@ def sys_rt_sigqueueinfo(c: Call):
     return PASS
 
 
-SIGCHLD = 17
-_SENDER_CODES = (0, -1, -3, -6)         # SI_USER, SI_QUEUE, SI_MESGQ, SI_TKILL
 
 
 def _siginfo_exit(c: Call, ret: int):
@@ -77,7 +77,7 @@ def _siginfo_exit(c: Call, ret: int):
         return None
     info = bytearray(c.mem.read(info_ptr, 24))
     signo, _err, code, _pad, pid = struct.unpack_from("<iiiii", info)
-    if (code in _SENDER_CODES or signo == SIGCHLD) and pid > 0:
+    if (code in SENDER_CODES or signo == signal.SIGCHLD) and pid > 0:
         struct.pack_into("<i", info, 16, c.kernel.pids.to_guest(pid))
         c.mem.write(info_ptr, bytes(info))
     return None
