@@ -50,7 +50,8 @@ def test_dynamic_root_works_natively_under_chroot(dynamic_root):
                           "print(subprocess.run(['echo', 'hi'], capture_output=True).stdout)"],
                          capture_output=True, text=True, env=NATIVE_ENV, timeout=60)
     assert res.returncode == 0 and res.stdout == "b'hi\\n'\n", describe(res)
-    res = subprocess.run([shutil.which("chroot"), str(dynamic_root), "/bin/bash", "-c", "ls / | sort | wc -l"],
+    res = subprocess.run([shutil.which("chroot"), str(dynamic_root),
+                          "/bin/bash", "-c", "ls / | sort | wc -l"],
                          capture_output=True, text=True, env=NATIVE_ENV, timeout=60)
     assert res.returncode == 0 and int(res.stdout) >= 8, describe(res)
 

@@ -19,7 +19,8 @@ from guestroot import describe, guest_env, kill_group, run_guest, umlpy_command
 def test_guest_killed_by_signal(busybox_root, sig, message):
     """The first guest process kills itself (umlpy's contract: exit 128+n and the shell's
     message; unlike a pid namespace's init, guest pid 1 is not protected from itself)."""
-    res = run_guest(busybox_root, ["/bin/sh", "-c", f"echo before; kill -{int(sig)} $$; echo after"])
+    script = f"echo before; kill -{int(sig)} $$; echo after"
+    res = run_guest(busybox_root, ["/bin/sh", "-c", script])
     assert res.returncode == 128 + sig, describe(res)
     assert res.stdout == "before\n", describe(res)
     assert message in res.stderr, describe(res)
@@ -73,7 +74,8 @@ def test_kill_9_of_umlpy_kills_every_guest(busybox_root):
             if len(sleeps) >= 2 or proc.poll() is not None:
                 break
             time.sleep(0.1)
-        assert proc.poll() is None, f"umlpy exited early ({proc.returncode}): {proc.stderr.read()!r}"
+        assert proc.poll() is None, \
+            f"umlpy exited early ({proc.returncode}): {proc.stderr.read()!r}"
         assert len(sleeps) >= 2, f"no guest 'sleep 1000' processes under umlpy: {guests}"
         assert len(guests) >= 3, guests  # sh and its two sleeps, at least
         guest_pids = [p.pid for p in guests]
