@@ -123,7 +123,11 @@ def run(args) -> int:
             return 127
         env = [f"{k}={v}" for k, v in os.environ.items()]
         kernel.start(prog, argv, env, cwd)
-        return report_status(_serve(kernel))
+        code = report_status(_serve(kernel))
+        if args.stats:
+            counts = dict(kernel.tracer.stats(), oopses=kernel.oopses)
+            print("umlpy: " + " ".join(f"{k}={v}" for k, v in counts.items()), file=sys.stderr)
+        return code
     finally:
         kernel.close()
         vfs.close()
@@ -174,10 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = _parser().parse_args(argv)
         if args.command != "run":
             raise UsageError("usage: umlpy run [--root DIR] [--cpu N|all] [--] COMMAND [ARGS...]")
-        code = run(args)
-        if args.stats:
-            pass
-        return code
+        return run(args)
     except UsageError as e:
         print(f"umlpy: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,8 @@ pins (taskset for the peers that have no option of their own).
 """
 from __future__ import annotations
 
+from umlpy.bench.registry import add_unique
+
 import importlib.util
 import shutil
 import sys
@@ -73,10 +75,7 @@ RUNNERS: dict[str, Runner] = {}
 
 def register(runner: Runner) -> Runner:
     """Add a runner to the registry (names are unique)."""
-    if runner.name in RUNNERS:
-        raise ValueError(f"runner {runner.name!r} registered twice")
-    RUNNERS[runner.name] = runner
-    return runner
+    return add_unique(RUNNERS, runner.name, runner, "runner")
 
 
 register(NativeRunner("native", "host process (taskset -c N when pinned)"))

@@ -16,6 +16,8 @@ Adding a workload (issue 6: pread, open+close, stat, pipe, ...) is one
 """
 from __future__ import annotations
 
+from umlpy.bench.registry import add_unique
+
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,10 +113,7 @@ WORKLOADS: dict[str, Workload] = {}
 
 def register(workload: Workload) -> Workload:
     """Add a workload to the registry (names are unique)."""
-    if workload.name in WORKLOADS:
-        raise ValueError(f"workload {workload.name!r} registered twice")
-    WORKLOADS[workload.name] = workload
-    return workload
+    return add_unique(WORKLOADS, workload.name, workload, "workload")
 
 
 def select(names: str | None) -> list[Workload]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from typing import Sequence
 
 try:
@@ -50,25 +49,6 @@ def _check(ret: int, what: str) -> int:
     return ret
 
 
-@dataclass
-class Event:
-    kind: int
-    tid: int
-    status: int
-    sig: int
-    nr: int
-    args: tuple
-    ret: int
-    msg: int
-    notif_id: int
-    ip: int
-    sp: int
-
-    @property
-    def name(self) -> str:
-        return EVENT_NAMES.get(self.kind, str(self.kind))
-
-
 class Regs:
     """A copy of a task's registers; write back with Tracer.set_regs."""
     __slots__ = ("_c",)
@@ -101,7 +81,6 @@ class Tracer:
             raise HostError(errno.ENOSYS, "seccomp user notification is not available")
         self._ctx = ctx
         self._ev = ffi.new("struct uml_event *")
-        self._strbuf = ffi.new("char[]", MAX_PATH + 1)
         self._siginfo = ffi.new("char[]", 128)
 
     def close(self) -> None:
@@ -129,7 +108,7 @@ class Tracer:
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
-        nr, args[6], ret, msg, notif_id, ip, sp — the fields of Event."""
+        nr, args[6], ret, msg, notif_id, ip, sp — one guest stop or notification."""
         _check(lib.uml_next(self._ctx, self._ev), "wait")
         return self._ev
 

@@ -126,7 +126,6 @@ def on_exec(k, ev) -> None:
         task.group.threads.pop(former, None)
         k.tracer.task_del(former)
         k.pids.release(task.tid)
-        k.pids.groups[task.group.tgid] = task.group
         task.tid, task.host_tid = task.group.tgid, tid
         task.group.threads[tid] = task
         k.pids.tasks[tid] = task

@@ -225,7 +225,7 @@ def sys_mkdirat(c: Call) -> int:
 def mknod_at(c: Call, dirfd: int, path: str, mode: int, dev: int) -> int:
     perm = mode & 0o7777 & ~c.task.fs.umask
     with lookup(c, dirfd, path, False) as lk:
-        lk.fs.mknod(lk.dirfd, lk.name, (mode & st.S_IFMT(0o170000)) | perm, dev)
+        lk.fs.mknod(lk.dirfd, lk.name, st.S_IFMT(mode) | perm, dev)
     return 0
 
 

@@ -77,7 +77,7 @@ def _translate_wait_target(c: Call, index: int, pid: int) -> None:
 def _wait4_exit(c: Call, ret: int):
     if ret <= 0:
         return None
-    status_ptr = c.ptr(1) if c.orig_args is None else c.orig_args[1]
+    status_ptr = c.ptr(1)       # never rewritten
     dead = True
     if status_ptr:
         try:
@@ -173,7 +173,7 @@ def sys_pid_first(c: Call):
     """pid 0 (the caller) runs natively; another pid is translated."""
     pid = c.int(0)
     if pid < 0:
-        return -errno.EINVAL if c.nr != 434 else -errno.EINVAL
+        return -errno.EINVAL
     c.set_arg(0, host_pid(c, pid))
     return PASS
 

@@ -101,11 +101,7 @@ def sys_fcntl(c: Call):
         return PASS
 
     def own_exit(c: Call, ret: int):
-        if ret > 0:
-            return guest_pid(c, ret)
-        if ret < -4095:
-            return None
-        return -guest_pid(c, -ret) if ret < 0 and -ret > 4095 else None
+        return guest_pid(c, ret) if ret > 0 else None
     c.on_exit(own_exit)
     return PASS
 
