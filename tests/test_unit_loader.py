@@ -7,6 +7,8 @@ import struct
 import pytest
 
 from umlpy.kernel import loader
+from umlpy.fs.hostfs import HostFs
+from umlpy.kernel.task import Creds
 from umlpy.vfs.vfs import Vfs
 
 
@@ -55,18 +57,24 @@ def root(tmp_path):
     (r / "bin" / "noexec").write_text("#!/bin/sh\n")
     (r / "bin" / "junk").write_bytes(b"\x00garbage")
     (r / "bin" / "junk").chmod(0o755)
-    v = Vfs(str(r))
+    v = Vfs()
+    v.set_root(HostFs(str(r)), str(r))
     yield v
     v.close()
 
 
+def resolver(v, creds=None):
+    creds = creds or Creds()
+    return lambda p: (v.lookup(p, creds=creds).must_exist(), creds)
+
+
 def test_script_argv_is_built_as_linux_does(root):
     ld = loader.Loader(root, os.path.join(root.scratch, "exec"))
-    plan = ld.prepare("/bin/script", "/", [b"script", b"a1"])
+    plan = ld.prepare("/bin/script", resolver(root), [b"script", b"a1"])
     assert plan.argv == [b"/bin/sh", b"-e", b"/bin/script", b"a1"]
-    assert plan.guest_path == "/bin/busybox" and plan.name == "sh"
+    assert root.path_string(plan.guest_path) == "/bin/busybox" and plan.name == "sh"
     assert os.fstat(plan.image.fd).st_size == os.path.getsize("/bin/busybox")
-    again = ld.prepare("/bin/sh", "/", [b"sh"])
+    again = ld.prepare("/bin/sh", resolver(root), [b"sh"])
     assert again.image is plan.image                     # cached per inode
     ld.close()
 
@@ -76,6 +84,12 @@ def test_exec_errors(root):
     for path, err in (("/bin/noexec", errno.EACCES), ("/bin/junk", errno.ENOEXEC),
                       ("/bin/missing", errno.ENOENT), ("/bin", errno.EACCES)):
         with pytest.raises(OSError) as e:
-            ld.prepare(path, "/", [b"x"])
+            ld.prepare(path, resolver(root), [b"x"])
         assert e.value.errno == err, path
+    # a guest user without execute permission: EACCES, as Linux
+    root.lookup("/bin/script").must_exist().inode.setattr(mode=0o744)
+    user = Creds(ruid=1000, euid=1000, suid=1000, fsuid=1000)
+    with pytest.raises(OSError) as e:
+        ld.prepare("/bin/script", resolver(root, user), [b"x"])
+    assert e.value.errno == errno.EACCES
     ld.close()

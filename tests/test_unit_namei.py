@@ -1,10 +1,16 @@
-"""The path walk on a host tree (no guest): nothing resolves outside the root."""
+"""The path walk on a host tree with mounts (no guest): nothing resolves
+outside the root, `..` crosses mounts both ways, openat2's RESOLVE_* rules."""
 import errno
 import os
+import stat
 
 import pytest
 
-from umlpy.kernel.task import PidNamespace
+from umlpy.fs.devfs import DevFs
+from umlpy.fs.hostfs import HostFs
+from umlpy.fs.tmpfs import TmpFs
+from umlpy.kernel.task import Creds, PidNamespace
+from umlpy.vfs import namei
 from umlpy.vfs.vfs import Vfs
 
 
@@ -15,25 +21,33 @@ def tree(tmp_path):
     r = tmp_path / "root"
     (r / "a" / "b").mkdir(parents=True)
     (r / "etc").mkdir()
+    (r / "dev").mkdir()
+    (r / "mnt").mkdir()
     (r / "etc" / "passwd").write_text("guest")
     os.symlink(str(outside), r / "abs")                         # absolute host path
     os.symlink("../../../../../../secret", r / "a" / "rel")       # climbs with ..
     os.symlink("/etc", r / "a" / "etclink")                      # absolute, guest meaning
     os.symlink("loop2", r / "loop1")
     os.symlink("loop1", r / "loop2")
-    v = Vfs(str(r))
+    v = Vfs()
+    v.set_root(HostFs(str(r)), str(r))
+    v.mount(DevFs(), "/dev", "udev")
+    v.mount(TmpFs(), "/mnt", "tmpfs")
     yield v
     v.close()
 
 
-def resolve(v, path, cwd="/", follow=True):
-    with v.lookup(path, cwd, follow) as lk:
-        return lk.path, lk.fs.stat(lk.dirfd, lk.name) if lk.name else None
+def resolve(v, path, cwd="/", follow=True, resolve=0, root="/"):
+    rootp = v.lookup(root).must_exist()
+    start = v.lookup(cwd, root=rootp).must_exist()
+    lk = v.lookup(path, start, rootp, Creds(), follow, resolve)
+    return v.path_string(lk.must_exist(), rootp), lk.inode.getattr()
 
 
 def test_dotdot_stays_at_root(tree):
     assert resolve(tree, "/../../..")[0] == "/"
     assert resolve(tree, "../../etc/passwd", cwd="/a")[0] == "/etc/passwd"
+    assert resolve(tree, "/../..", root="/a")[0] == "/"          # a chroot's own root
 
 
 def test_symlinks_resolve_inside_the_guest(tree):
@@ -45,25 +59,59 @@ def test_symlinks_resolve_inside_the_guest(tree):
 
 
 def test_loops_and_non_directories(tree):
-    with pytest.raises(OSError) as e:
-        resolve(tree, "/loop1")
-    assert e.value.errno == errno.ELOOP
-    with pytest.raises(OSError) as e:
-        resolve(tree, "/etc/passwd/x")
-    assert e.value.errno == errno.ENOTDIR
-    with pytest.raises(OSError) as e:
-        resolve(tree, "/x" * 3000)
-    assert e.value.errno == errno.ENAMETOOLONG
+    for path, code in (("/loop1", errno.ELOOP), ("/etc/passwd/x", errno.ENOTDIR),
+                       ("/x" * 3000, errno.ENAMETOOLONG), ("/etc/passwd/", errno.ENOTDIR)):
+        with pytest.raises(OSError) as e:
+            resolve(tree, path)
+        assert e.value.errno == code, path
 
 
-def test_mounts_are_crossed_and_proc_is_not_the_hosts(tree):
-    path, s = resolve(tree, "/dev/null")
-    assert path == "/dev/null" and os.major(s.st_rdev) == 1
+def test_mounts_are_crossed_both_ways(tree):
+    path, a = resolve(tree, "/dev/null")
+    assert path == "/dev/null" and stat.S_ISCHR(a.mode) and os.major(a.rdev) == 1
     assert resolve(tree, "/dev/../etc")[0] == "/etc"
+    assert resolve(tree, "/mnt/..")[0] == "/"
+    tree.root_path()
+    mnt = tree.lookup("/mnt").must_exist()
+    mnt.inode.mkdir("sub", 0o755, 0, 0)
+    assert resolve(tree, "/mnt/sub/../../etc/passwd")[0] == "/etc/passwd"
+
+
+def test_host_proc_is_never_reached(tree):
+    v = Vfs()
+    v.set_root(HostFs("/", readonly=True), "/")
+    try:
+        with pytest.raises(FileNotFoundError):
+            v.lookup(f"/proc/{os.getpid()}/root")
+        assert list(v.lookup("/proc").must_exist().inode.readdir()) == []
+    finally:
+        v.close()
+
+
+def test_resolve_flags(tree):
+    B, R = namei.RESOLVE_BENEATH, namei.RESOLVE_IN_ROOT
+    for path, flags, code in (("../etc", B, errno.EXDEV), ("/etc", B, errno.EXDEV),
+                              ("etclink", B, errno.EXDEV), ("etclink", namei.RESOLVE_NO_SYMLINKS,
+                                                            errno.ELOOP),
+                              ("../dev/null", namei.RESOLVE_NO_XDEV, errno.EXDEV)):
+        with pytest.raises(OSError) as e:
+            resolve(tree, path, cwd="/a", resolve=flags)
+        assert e.value.errno == code, (path, flags)
+    # IN_ROOT: absolute symlinks and .. stay below the starting directory
     with pytest.raises(FileNotFoundError):
-        resolve(tree, f"/proc/{os.getpid()}/root")
-    assert tree.guest_path_of("/dev/null") == "/dev/null"
-    assert tree.guest_path_of("pipe:[123]") is None
+        resolve(tree, "etclink/passwd", cwd="/a", resolve=R)
+    assert resolve(tree, "../../b", cwd="/a", resolve=R)[0] == "/a/b"
+
+
+def test_search_permission_is_checked(tree):
+    d = tree.lookup("/a/b").must_exist()
+    d.inode.setattr(mode=0o700)
+    user = Creds(ruid=1000, euid=1000, suid=1000, fsuid=1000, rgid=1000, egid=1000,
+                 sgid=1000, fsgid=1000)
+    d.inode.create("f", 0o644, 0, 0)
+    with pytest.raises(PermissionError):
+        tree.lookup("/a/b/f", creds=user)
+    assert tree.lookup("/a/b/f", creds=Creds()).path is not None
 
 
 def test_pid_namespace_translation():

@@ -1,4 +1,8 @@
-"""`umlpy run [--root DIR] [--cpu N|all] [--] COMMAND [ARGS...]`.
+"""`umlpy run [--root DIR] [--upper DIR] [--cpu N|all] [--] COMMAND [ARGS...]`.
+
+With no --root, the guest's / is the host's / read-only under a tmpfs that
+vanishes at exit (--upper DIR keeps the changes in DIR); with --root DIR
+alone, DIR is the guest's / read-write.
 
 (The UML-style boot command line, `umlpy ubd0=... init=...`, comes with the
 boot issue.)"""
@@ -31,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"umlpy {umlpy.__version__}")
     sub = p.add_subparsers(dest="command")
     r = sub.add_parser("run", help="run a command in a sandboxed guest")
-    r.add_argument("--root", default="/", help="host directory used as the guest's / (default: /)")
+    r.add_argument("--root", default=None,
+                   help="host directory used as the guest's / read-write (default: the "
+                        "host's / read-only under a tmpfs)")
+    r.add_argument("--upper", default=None,
+                   help="keep the guest's changes in this host directory (an overlay "
+                        "upper layer over --root or the host's /)")
     r.add_argument("--cpu", default=None,
                    help="pin the kernel and its guests to CPU N (default: one CPU), or 'all'")
     r.add_argument("--hostname", default="umlpy", help="the guest's host name")
@@ -62,23 +71,18 @@ def choose_cpu(spec: Optional[str]) -> Optional[int]:
 def find_program(vfs, name: str, path_var: str, cwd: str) -> Optional[str]:
     """PATH search inside the guest's tree, as a shell would do it."""
     dirs = [name] if "/" in name else [os.path.join(d or ".", name) for d in path_var.split(":")]
+    try:
+        start = vfs.lookup(cwd).path
+    except OSError:
+        start = None
     for cand in dirs:
         try:
-            with vfs.lookup(cand, cwd) as lk:
-                s = lk.fs.stat(lk.dirfd, lk.name)
+            a = vfs.lookup(cand, start).must_exist().inode.getattr()
         except OSError:
             continue
-        if st.S_ISREG(s.st_mode) and s.st_mode & 0o111:
+        if st.S_ISREG(a.mode) and a.mode & 0o111:
             return cand
     return None
-
-
-def guest_cwd(vfs) -> str:
-    try:
-        path = vfs.guest_path_of(os.getcwd())
-    except OSError:
-        path = None
-    return path or "/"
 
 
 def report_status(status: int) -> int:
@@ -104,19 +108,28 @@ def run(args) -> int:
     argv: List[str] = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not argv:
         raise UsageError("run: no command given")
-    if not os.path.isdir(args.root):
-        raise UsageError(f"--root: {args.root!r} is not a directory")
+    for opt in ("root", "upper"):
+        d = getattr(args, opt)
+        if d is not None and not os.path.isdir(d):
+            raise UsageError(f"--{opt}: {d!r} is not a directory")
     cpu = choose_cpu(args.cpu)
     from umlpy.kernel.kernel import Kernel
+    from umlpy.vfs import standard
     from umlpy.vfs.vfs import Vfs
 
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     os.umask(0)     # the guest's umask is applied by the kernel
-    vfs = Vfs(args.root)
+    vfs = Vfs()
+    try:
+        standard.build_root(vfs, args.root, args.upper)
+    except OSError as e:
+        vfs.close()
+        raise UsageError(f"cannot set up the root file system: {e.strerror}") from None
     kernel = Kernel(vfs, hostname=args.hostname)
     try:
-        cwd = guest_cwd(vfs) if args.root != "/" else (os.getcwd() if os.path.isdir(os.getcwd()) else "/")
+        standard.mount_kernel_filesystems(vfs, kernel)
+        cwd = standard.host_cwd_in_guest(vfs, args.root)
         prog = find_program(vfs, argv[0], os.environ.get("PATH", DEFAULT_PATH), cwd)
         if prog is None:
             print(f"umlpy: {argv[0]}: command not found", file=sys.stderr)

@@ -12,6 +12,18 @@ _libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.
 _libc.utimensat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
 _libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
 
+_libc.syscall.restype = ctypes.c_long
+
+SYS_OPENAT2 = 437
+RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x02, 0x04, 0x08
+# Stay inside the directory, interpret no symlink: the guest's symlinks are the VFS's.
+RESOLVE_CONFINED = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 STATFS_SIZE = 120
@@ -20,6 +32,17 @@ STATFS_SIZE = 120
 def _fail(what: str) -> None:
     e = ctypes.get_errno()
     raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0,
+            resolve: int = RESOLVE_CONFINED) -> int:
+    """openat2(2): open `path` below `dirfd` without leaving it or following symlinks."""
+    how = _OpenHow(flags, mode, resolve)
+    fd = _libc.syscall(SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how),
+                       ctypes.sizeof(how))
+    if fd < 0:
+        _fail(path)
+    return fd
 
 
 def renameat2(odirfd: int, oname: str, ndirfd: int, nname: str, flags: int) -> None:
@@ -46,4 +69,4 @@ def fstatfs(fd: int) -> bytes:
     return buf.raw
 
 
-__all__ = ["renameat2", "utimensat", "fstatfs", "errno"]
+__all__ = ["openat2", "renameat2", "utimensat", "fstatfs", "errno"]

@@ -47,3 +47,95 @@ def host_pgid(pid: int) -> int:
 
 def host_sid(pid: int) -> int:
     return os.getsid(pid)
+
+
+# ---- raw reads for procfs/sysfs (the only place that opens /proc/<host pid>) ----
+def _read_all(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+    finally:
+        os.close(fd)
+
+
+def read_proc_file(host_tid: int, name: str) -> bytes:
+    """/proc/<host tid>/<name> of a guest task; ESRCH once the task is gone."""
+    if host_tid <= 0 or name.startswith("/") or ".." in name.split("/"):
+        raise OSError(errno.EINVAL, "bad proc file")
+    try:
+        return _read_all(f"/proc/{host_tid}/{name}")
+    except FileNotFoundError:
+        if os.path.exists(f"/proc/{host_tid}"):
+            raise
+        raise ProcessLookupError(errno.ESRCH, "no such process") from None
+
+
+def read_host_proc(name: str) -> bytes:
+    """A system-wide host /proc file (meminfo, stat, cpuinfo, sys/fs/nr_open...)."""
+    if name.startswith("/") or ".." in name.split("/") or name.split("/")[0].isdigit() \
+            or name.split("/")[0] in ("self", "thread-self"):
+        raise OSError(errno.EINVAL, "not a system-wide proc file")
+    return _read_all(f"/proc/{name}")
+
+
+def read_host_sys(name: str) -> bytes:
+    """A host /sys file (cpu lists, transparent_hugepage)."""
+    if name.startswith("/") or ".." in name.split("/"):
+        raise OSError(errno.EINVAL, "bad sys file")
+    return _read_all(f"/sys/{name}")
+
+
+def host_ctty(host_tid: int) -> int:
+    """The controlling terminal (tty_nr of stat, a dev_t) of a guest task; 0 if none."""
+    raw = read_proc_file(host_tid, "stat")
+    fields = raw[raw.rindex(b")") + 2:].split()
+    return int(fields[4])           # state ppid pgrp session tty_nr
+
+
+_libc = None
+
+
+def pidfd_getfd(pidfd: int, fd: int) -> int:
+    """A duplicate, in this process, of descriptor `fd` of the process behind
+    `pidfd` (pidfd_getfd(2)): the same open file description, so its offset
+    and flags are the guest's own."""
+    global _libc
+    if _libc is None:
+        import ctypes
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.syscall.restype = ctypes.c_long
+    if fd < 0:
+        raise _badf(fd)
+    r = _libc.syscall(438, pidfd, fd, 0)
+    if r < 0:
+        import ctypes
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    os.set_inheritable(r, False)
+    return r
+
+
+def fd_numbers(tid: int) -> list:
+    """The descriptor numbers a task holds, ascending."""
+    try:
+        return sorted(int(n) for n in os.listdir(f"/proc/{tid}/fd"))
+    except OSError:
+        return []
+
+
+def fd_info(tid: int, fd: int) -> dict:
+    """/proc/<tid>/fdinfo/<fd> as a dict of its "key: value" lines."""
+    out = {}
+    try:
+        with open(f"/proc/{tid}/fdinfo/{fd}") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k.strip()] = v.strip()
+    except FileNotFoundError:
+        raise _badf(fd) from None
+    return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from typing import Sequence
 
 try:
@@ -82,6 +83,7 @@ class Tracer:
         self._ctx = ctx
         self._ev = ffi.new("struct uml_event *")
         self._siginfo = ffi.new("char[]", 128)
+        self._reply_lock = threading.Lock()     # replies share one buffer; workers reply too
 
     def close(self) -> None:
         if self._ctx is not None:
@@ -151,10 +153,12 @@ class Tracer:
 
     # ---- seccomp notifications ----
     def reply(self, notif_id: int, value: int = 0, err: int = 0) -> int:
-        return lib.uml_notif_reply(self._ctx, notif_id, value, err)
+        with self._reply_lock:
+            return lib.uml_notif_reply(self._ctx, notif_id, value, err)
 
     def reply_continue(self, notif_id: int) -> int:
-        return lib.uml_notif_continue(self._ctx, notif_id)
+        with self._reply_lock:
+            return lib.uml_notif_continue(self._ctx, notif_id)
 
     def reply_fd(self, notif_id: int, host_fd: int, cloexec: bool) -> int:
         """Install host_fd in the guest at its lowest free number and return it."""

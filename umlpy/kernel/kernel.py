@@ -14,15 +14,17 @@ import os
 import signal
 import sys
 import traceback
+import threading
 from typing import List, Optional
 
 import umlpy.syscalls  # noqa: F401  (registers every handler)
 from umlpy.host import tracer as host
 from umlpy.kernel import lifecycle
+from umlpy.kernel.fds import Fds
 from umlpy.kernel.loader import Loader
 from umlpy.kernel.task import Creds, FsContext, PidNamespace, Task, ThreadGroup
 from umlpy.syscalls import registry
-from umlpy.syscalls.call import PASS, Call, Fd, s64
+from umlpy.syscalls.call import PASS, Call, Deferred, Fd, s64
 from umlpy.syscalls.numbers import name_of
 
 log = logging.getLogger("umlpy")
@@ -36,6 +38,9 @@ class Kernel:
         self.tracer = host.Tracer()
         self.pids = PidNamespace()
         self.loader = Loader(vfs, os.path.join(vfs.scratch, "exec"))
+        self.fds = Fds(self)
+        vfs.handles.gc_hook = self.fds.live_keys
+        self.current: Optional[Task] = None     # the task whose syscall is being served
         self.hostname = hostname
         self.domainname = "(none)"
         self.init: Optional[ThreadGroup] = None
@@ -47,11 +52,17 @@ class Kernel:
 
     # ---- boot ----
     def start(self, path: str, argv: List[str], env: List[str], cwd: str = "/") -> None:
+        """Run the first process: its execve of the guest path `path` is the
+        first syscall the kernel serves."""
+        root = self.vfs.root_path()
+        lk = self.vfs.lookup(cwd, root, root)
+        fsctx = FsContext(lk.path if lk.path is not None and lk.path.inode.is_dir() else root, root)
+        creds = Creds()
         pid = self.tracer.spawn(path, argv, env, registry.build_filter())
         tgid = self.pids.alloc(pid)
         group = ThreadGroup(tgid, pid, None)
         group.comm = os.path.basename(path)[:15]
-        task = Task(tgid, pid, group, Creds(), FsContext(cwd))
+        task = Task(tgid, pid, group, creds, fsctx)
         task.started = True
         group.threads[pid] = task
         self.pids.groups[tgid] = group
@@ -74,6 +85,7 @@ class Kernel:
         return self.init_status if self.init_status is not None else 0
 
     def close(self) -> None:
+        self.fds.close()
         self.loader.close()
         self.tracer.close()
 
@@ -128,6 +140,7 @@ class Kernel:
         entry = registry.lookup(call.nr)
         if entry is None or entry.handler is None:
             return self.unknown(call)
+        self.current = call.task
         try:
             return entry.handler(call)
         except OSError as e:
@@ -162,12 +175,39 @@ class Kernel:
                     self.tracer.reply(ev.notif_id, err=-r)
             finally:
                 os.close(result.host_fd)
+        elif isinstance(result, Deferred):
+            # a daemon thread: one stuck on a FIFO nobody opens must not hold up exit
+            threading.Thread(target=self._finish_deferred, args=(ev.notif_id, result),
+                             name="umlpy-wait", daemon=True).start()
         elif result is PASS:
             self.tracer.reply_continue(ev.notif_id)
         elif result < 0 and result >= -4095:
             self.tracer.reply(ev.notif_id, err=-result)
         else:
             self.tracer.reply(ev.notif_id, result)
+
+    def _finish_deferred(self, notif_id: int, work: Deferred) -> None:
+        """On a worker thread: finish a slow call and answer the guest."""
+        try:
+            fd = work.work()
+        except OSError as e:
+            self.tracer.reply(notif_id, err=e.errno or errno.EIO)
+            return
+        except Exception:
+            self.klog("oops in a deferred call\n" + traceback.format_exc().rstrip())
+            self.tracer.reply(notif_id, err=errno.EIO)
+            return
+        try:
+            r = self.tracer.reply_fd(notif_id, fd, work.cloexec)
+            if r < 0 and r != -errno.ENOENT:
+                self.tracer.reply(notif_id, err=-r)
+        finally:
+            os.close(fd)
+
+    def open_device(self, rdev: int, flags: int) -> int:
+        """A host descriptor for the character device `rdev` (the device table)."""
+        from umlpy.drivers import chardev
+        return chardev.open_device(self, rdev, flags)
 
     def on_seccomp(self, ev) -> None:
         task = self.pids.tasks.get(ev.tid)

@@ -79,6 +79,7 @@ def new_task(k, parent: Task, host_tid: int, flags: int) -> Task:
         pgroup = parent.group.parent if flags & CLONE_PARENT else parent.group
         group = ThreadGroup(tid, host_tid, pgroup)
         group.exe, group.comm = parent.group.exe, parent.group.comm
+        group.exe_path = parent.group.exe_path
         k.pids.groups[tid] = group
     fs = parent.fs if flags & CLONE_FS else parent.fs.clone()
     task = Task(tid, host_tid, group, parent.creds.clone(), fs)
@@ -141,7 +142,9 @@ def on_exec(k, ev) -> None:
         os.kill(tid, signal.SIGKILL)
         k.tracer.cont(tid)
         return
-    task.group.exe = plan.guest_path
+    task.group.exe_path = plan.guest_path
+    task.group.exe = k.vfs.path_string(plan.guest_path, task.fs.root) or ""
+    k.vfs.handles.register((plan.image.dev, plan.image.ino), plan.guest_path)
     task.group.comm = plan.name[:15]
     if task.pending_call is not None:
         task.pending_call.orig_args = None      # the registers belong to the new image
@@ -183,6 +186,7 @@ def on_death(k, ev) -> None:
         return
     group.zombie = True
     group.exit_status = ev.status
+    k.fds.forget(group.host_tgid)
     for other in list(group.threads.values()):     # threads whose death we missed
         k.pids.tasks.pop(other.host_tid, None)
         k.tracer.task_del(other.host_tid)

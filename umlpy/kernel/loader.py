@@ -16,6 +16,9 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from umlpy.vfs import perm
+from umlpy.vfs.mount import MS_NOEXEC
+
 BINPRM_BUF_SIZE = 256
 MAX_INTERP_DEPTH = 4            # nested #! interpreters, as Linux allows
 EM_X86_64 = 62
@@ -123,7 +126,7 @@ class ExecImage:
 @dataclass
 class ExecPlan:
     image: ExecImage
-    guest_path: str                 # canonical path of the program finally run
+    guest_path: object              # vfs Path of the program finally run
     argv: Optional[List[bytes]]     # a new argv (scripts), or None to keep the guest's
     name: str = ""                  # last component of the path as asked for (comm)
 
@@ -147,20 +150,27 @@ class Loader:
     def exec_path(self, plan: "ExecPlan") -> str:
         return plan.image.exec_path(self.link_dir, plan.name)
 
-    def _open_exec(self, path: str, cwd: str) -> Tuple[int, os.stat_result, str]:
-        with self.vfs.lookup(path, cwd, follow=True) as lk:
-            fd = lk.fs.open(lk.dirfd, lk.name, os.O_RDONLY, 0)
-            canon = lk.path
-        s = os.fstat(fd)
-        if not st.S_ISREG(s.st_mode) or not s.st_mode & 0o111:
-            os.close(fd)
+    def _open_exec(self, path: str, resolve) -> Tuple[int, os.stat_result, object]:
+        """Open the program `path` names (resolve: guest path -> vfs Path, as
+        the calling task sees it) after the checks execve makes."""
+        where, creds = resolve(path)
+        a = where.inode.getattr()
+        if not st.S_ISREG(a.mode) or where.mount.flags & MS_NOEXEC:
             raise ExecError(errno.EACCES, "permission denied")
-        return fd, s, canon
+        try:
+            perm.permission(a, creds, perm.MAY_EXEC)
+        except OSError:
+            raise ExecError(errno.EACCES, "permission denied") from None
+        fd = where.inode.open(os.O_RDONLY)
+        s = os.fstat(fd)
+        key = where.inode.host_key() or (s.st_dev, s.st_ino)
+        self.vfs.handles.register(key, where)
+        return fd, s, where
 
-    def prepare(self, path: str, cwd: str, argv: List[bytes]) -> ExecPlan:
+    def prepare(self, path: str, resolve, argv: List[bytes]) -> ExecPlan:
         new_argv = None
         for _depth in range(MAX_INTERP_DEPTH + 1):
-            fd, s, canon = self._open_exec(path, cwd)
+            fd, s, canon = self._open_exec(path, resolve)
             try:
                 head = os.pread(fd, BINPRM_BUF_SIZE, 0)
                 if head[:2] == b"#!":
@@ -169,13 +179,13 @@ class Loader:
                     new_argv = [interp] + ([arg] if arg else []) + [os.fsencode(path)] + cur[1:]
                     path = os.fsdecode(interp)
                     continue
-                image = self._image(fd, s, cwd)
+                image = self._image(fd, s, resolve)
                 return ExecPlan(image, canon, new_argv, os.path.basename(path.rstrip("/")))
             finally:
                 os.close(fd)
         raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
 
-    def _image(self, fd: int, s: os.stat_result, cwd: str, nested: bool = False) -> ExecImage:
+    def _image(self, fd: int, s: os.stat_result, resolve, nested: bool = False) -> ExecImage:
         key = _file_key(s)
         cached = self.images.get(key)
         info = self.infos.get(key)
@@ -188,7 +198,7 @@ class Loader:
         if info.interp is not None:
             if nested:
                 raise ExecError(errno.ELIBBAD, "the ELF interpreter has an interpreter")
-            interp_image = self._interp(os.fsdecode(info.interp), cwd)
+            interp_image = self._interp(os.fsdecode(info.interp), resolve)
         interp_key = (interp_image.dev, interp_image.ino) if interp_image else None
         if cached is not None and cached.interp_key == interp_key:
             return cached
@@ -214,13 +224,13 @@ class Loader:
             raise _noexec("cannot read the whole file")
         return data
 
-    def _interp(self, path: str, cwd: str) -> ExecImage:
+    def _interp(self, path: str, resolve) -> ExecImage:
         try:
-            fd, s, _canon = self._open_exec(path, "/")
+            fd, s, _canon = self._open_exec(path, resolve)
         except ExecError as e:
             raise ExecError(errno.ELIBBAD if e.errno == errno.ENOEXEC else e.errno, str(e))
         try:
-            return self._image(fd, s, cwd, nested=True)
+            return self._image(fd, s, resolve, nested=True)
         finally:
             os.close(fd)
 

@@ -37,12 +37,13 @@ class Creds:
 
 @dataclass
 class FsContext:
-    """cwd, root and umask: shared between tasks cloned with CLONE_FS."""
-    cwd: str = "/"
+    """cwd, root (vfs Paths) and umask: shared between tasks cloned with CLONE_FS."""
+    cwd: object
+    root: object
     umask: int = 0o022
 
     def clone(self) -> "FsContext":
-        return FsContext(self.cwd, self.umask)
+        return FsContext(self.cwd, self.root, self.umask)
 
 
 class ThreadGroup:
@@ -54,6 +55,7 @@ class ThreadGroup:
         self.parent = parent
         self.threads: Dict[int, "Task"] = {}     # host tid -> Task
         self.exe = ""                             # guest path of the running image
+        self.exe_path = None                      # ... and its vfs Path
         self.comm = ""
         self.zombie = False
         self.exit_status: Optional[int] = None    # raw wait status once dead

@@ -29,6 +29,16 @@ class Fd:
     cloexec: bool = False
 
 
+class Deferred:
+    """A result that takes long to come (a FIFO open waiting for its other end):
+    `work()` runs on a kernel worker thread and returns a host fd to install
+    (or raises OSError); the guest waits meanwhile, the kernel does not."""
+
+    def __init__(self, work: Callable[[], int], cloexec: bool = False) -> None:
+        self.work = work
+        self.cloexec = cloexec
+
+
 def s32(v: int) -> int:
     """An argument register as a C int."""
     v &= 0xFFFFFFFF

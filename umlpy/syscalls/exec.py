@@ -13,7 +13,7 @@ import os
 import struct
 
 from umlpy.syscalls.call import AT_FDCWD, PASS, Call
-from umlpy.syscalls.fs import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, dir_path, fd_path
+from umlpy.syscalls.fs import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, walk
 from umlpy.syscalls.numbers import NR
 from umlpy.syscalls.registry import TRACE, syscall
 
@@ -63,11 +63,18 @@ def _exec_exit(c: Call, ret: int):
     return None
 
 
-def do_exec(c: Call, path: str, argv_ptr: int, envp_ptr: int) -> object:
-    if not path:
+def do_exec(c: Call, path: str, argv_ptr: int, envp_ptr: int, dirfd: int = AT_FDCWD,
+            first=None) -> object:
+    """first: the Path of the program when the caller already knows it (fexecve)."""
+    if not path and first is None:
         return -errno.ENOENT
     argv = _read_argv(c, argv_ptr)
-    plan = c.kernel.loader.prepare(path, c.task.fs.cwd, argv)
+
+    def resolve(p: str):
+        if first is not None and p == path:
+            return first, c.task.creds
+        return walk(c, dirfd if p == path else AT_FDCWD, p, True).must_exist(), c.task.creds
+    plan = c.kernel.loader.prepare(path, resolve, argv)
     host_path = os.fsencode(c.kernel.loader.exec_path(plan))
     path_addr, argv_addr = _scratch(c, host_path, plan.argv)
     if c.nr != NR["execve"]:
@@ -92,9 +99,12 @@ def sys_execveat(c: Call):
         return -errno.EINVAL
     path = c.path(1)
     if path == "" and flags & AT_EMPTY_PATH:
-        path = fd_path(c, dirfd)
-        if path is None:
+        first = c.kernel.fds.path(c.task, dirfd)
+        if first is None:
             return -errno.ENOENT
-    elif not path.startswith("/") and dirfd != AT_FDCWD:
-        path = os.path.join(dir_path(c, dirfd), path)
-    return do_exec(c, path, c.ptr(2), c.ptr(3))
+        return do_exec(c, "", c.ptr(2), c.ptr(3), first=first)
+    if flags & AT_SYMLINK_NOFOLLOW:
+        lk = walk(c, dirfd, path, False)
+        if lk.path is not None and lk.path.inode.mode & 0o170000 == 0o120000:
+            return -errno.ELOOP
+    return do_exec(c, path, c.ptr(2), c.ptr(3), dirfd=dirfd)

@@ -11,10 +11,9 @@ native(
     # I/O on descriptors the guest already holds (each is a real host fd)
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
     "preadv2", "pwritev2", "lseek", "close", "close_range", "dup", "dup2", "dup3",
-    "pipe", "pipe2", "fstat", "fstatfs", "getdents", "getdents64", "fsync", "fdatasync",
-    "ftruncate", "fchmod", "fchown", "fadvise64", "fallocate", "sync_file_range", "flock",
+    "pipe", "pipe2", "fsync", "fdatasync",
+    "ftruncate", "fadvise64", "fallocate", "sync_file_range", "flock",
     "sendfile", "splice", "tee", "vmsplice", "copy_file_range", "readahead", "sync", "syncfs",
-    "fgetxattr", "fsetxattr", "flistxattr", "fremovexattr",
     "select", "pselect6", "poll", "ppoll", "epoll_create", "epoll_create1", "epoll_ctl",
     "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2", "signalfd",
     "signalfd4", "timerfd_create", "timerfd_settime", "timerfd_gettime", "memfd_create",

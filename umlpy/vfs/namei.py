@@ -1,168 +1,197 @@
-"""Path walk: guest paths to (directory, name) pairs, inside the guest's mounts.
+"""Path walk: a guest path to a place in the guest's namespace.
 
-Every step is anchored at a host directory descriptor, so a concurrent rename
-or symlink swap by another guest thread cannot send the walk outside the tree:
-the host never resolves a path the guest wrote. `..` is the walk's own (a stack
-of the directories it came through), so `..` at `/` stays at `/`. Symlinks are
-read and interpreted here, absolute ones from the guest root.
+Everything happens on the VFS's own objects (inodes of the file systems,
+the mount table): the host never resolves a path the guest wrote. `..` goes
+up the dentry chain and across mounts, and stops at the task's root;
+symlinks are read and interpreted here, absolute ones from the task's root;
+magic links (/proc/PID/fd/N, cwd, exe, root) jump to the object itself.
 """
 from __future__ import annotations
 
 import errno
-import os
-import posixpath
 import stat as st
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
+
+from umlpy.vfs import perm
+from umlpy.vfs.mount import MountTable, Path
 
 MAXSYMLINKS = 40
 PATH_MAX = 4096
+NAME_MAX = 255
+
+# openat2 RESOLVE_* flags
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
+RESOLVE_ALL = 0x3F
 
 
 @dataclass
-class Mount:
-    path: str           # canonical guest path of the mountpoint
-    fs: object          # a file system (see umlpy.fs)
-    source: str = "none"
-    options: str = "rw"
-
-
-@dataclass
-class Node:
-    fd: int
-    mount: Mount
-    path: str           # canonical guest path
-    owned: bool         # closed with the lookup (mount roots are shared)
-
-
 class Lookup:
-    """The result of a walk: `name` inside directory `dir` (name "" is `dir` itself).
-
-    Holds host descriptors: use as a context manager."""
-
-    __slots__ = ("stack", "name")
-
-    def __init__(self, stack: List[Node], name: str) -> None:
-        self.stack = stack
-        self.name = name
+    """The end of a walk: `name` in directory `parent`; `path` is the object
+    itself, or None when that name does not exist (yet). name is "" when the
+    walk ended on a directory reached without a final name ("/", ".", "x/..")."""
+    parent: Path
+    name: str
+    path: Optional[Path]
+    trailing_slash: bool = False
 
     @property
-    def dir(self) -> Node:
-        return self.stack[-1]
+    def inode(self):
+        return self.path.inode if self.path is not None else None
 
-    @property
-    def dirfd(self) -> int:
-        return self.stack[-1].fd
-
-    @property
-    def fs(self):
-        return self.stack[-1].mount.fs
-
-    @property
-    def mount(self) -> Mount:
-        return self.stack[-1].mount
-
-    @property
-    def path(self) -> str:
-        """Canonical guest path of the target."""
-        return posixpath.join(self.dir.path, self.name) if self.name else self.dir.path
-
-    def close(self) -> None:
-        for node in self.stack:
-            if node.owned:
-                os.close(node.fd)
-        self.stack = []
-
-    def __enter__(self) -> "Lookup":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def must_exist(self) -> Path:
+        if self.path is None:
+            raise OSError(errno.ENOENT, "no such file or directory")
+        return self.path
 
 
-def _split(path: str) -> List[str]:
+def _components(path: str) -> List[str]:
     return [c for c in path.split("/") if c and c != "."]
 
 
-class Walker:
-    """Resolves paths against a mount table (dict: canonical path -> Mount)."""
+def _is_mount_root(p: Path) -> bool:
+    return p.dentry.inode.key == p.mount.root.inode.key
 
-    def __init__(self, mounts: dict) -> None:
+
+class Walker:
+    def __init__(self, mounts: MountTable) -> None:
         self.mounts = mounts
 
-    def _root(self) -> Node:
-        m = self.mounts["/"]
-        return Node(m.fs.root_fd, m, "/", False)
+    def _down_mounts(self, p: Path, resolve: int) -> Path:
+        """Cross every mount stacked on `p`."""
+        while True:
+            m = self.mounts.mounted_on(p)
+            if m is None:
+                return p
+            if resolve & RESOLVE_NO_XDEV:
+                raise OSError(errno.EXDEV, "crosses a mount")
+            p = Path(m, m.root)
 
-    def walk(self, path: str, cwd: str = "/", follow: bool = True) -> Lookup:
-        """Resolve `path` (relative ones against the canonical guest `cwd`).
+    def _up(self, p: Path, root: Path, resolve: int) -> Path:
+        """The parent of `p` (`..`), never above `root`."""
+        while not p.same(root):
+            if _is_mount_root(p):
+                m = p.mount
+                if m.parent is None:
+                    return p                    # the namespace's root: .. is itself
+                if resolve & RESOLVE_NO_XDEV:
+                    raise OSError(errno.EXDEV, "crosses a mount")
+                p = Path(m.parent, m.mountpoint)
+                continue
+            parent = p.dentry.parent
+            if parent is None:
+                return p
+            return self._down_mounts(Path(p.mount, parent), resolve)
+        if resolve & RESOLVE_BENEATH:
+            raise OSError(errno.EXDEV, "escapes the starting directory")
+        return p
 
-        follow: follow a symlink in the last component. A trailing slash
-        always follows and requires a directory."""
+    def walk(self, path: str, start: Path, root: Path, creds, follow: bool = True,
+             resolve: int = 0) -> Lookup:
+        """Resolve `path` from `start` (relative) or `root` (absolute).
+
+        follow: follow a symlink in the final component (a trailing slash
+        always does and requires a directory)."""
         if path == "":
             raise OSError(errno.ENOENT, "empty path")
         if len(path) >= PATH_MAX:
             raise OSError(errno.ENAMETOOLONG, "path too long")
-        must_dir = path.endswith("/")
-        follow = follow or must_dir
-        todo = _split(path) if path.startswith("/") else _split(cwd) + _split(path)
-        todo.reverse()                      # a stack: pop() gives the next component
-        stack = [self._root()]
+        if resolve & RESOLVE_IN_ROOT:
+            root = start
+        elif resolve & RESOLVE_BENEATH:
+            if path.startswith("/"):
+                raise OSError(errno.EXDEV, "absolute path beneath a directory")
+            root = start
+        trailing = path.endswith("/")
+        follow = follow or trailing
+        cur = root if path.startswith("/") else start
+        todo = _components(path)
+        todo.reverse()                  # a stack: pop() gives the next component
         links = 0
-        try:
-            while todo:
-                comp = todo.pop()
-                if comp == "..":
-                    if len(stack) > 1:
-                        node = stack.pop()
-                        if node.owned:
-                            os.close(node.fd)
+        while todo:
+            comp = todo.pop()
+            if comp == "..":
+                cur = self._up(cur, root, resolve)
+                if not todo:
+                    return Lookup(cur, "", cur, trailing)
+                continue
+            dir_inode = cur.inode
+            attr = dir_inode.getattr()
+            if not st.S_ISDIR(attr.mode):
+                raise OSError(errno.ENOTDIR, "not a directory")
+            if creds is not None and creds.fsuid != 0:
+                perm.permission(attr, creds, perm.MAY_EXEC)
+            if len(comp.encode("utf-8", "surrogateescape")) > NAME_MAX:
+                raise OSError(errno.ENAMETOOLONG, "name too long")
+            last = not todo
+            try:
+                inode = dir_inode.lookup(comp)
+            except FileNotFoundError:
+                if last:
+                    return Lookup(cur, comp, None, trailing)
+                raise
+            child = self._down_mounts(cur.child(comp, inode), resolve)
+            mode = child.inode.mode
+            if st.S_ISLNK(mode) and (follow or not last):
+                links += 1
+                if links > MAXSYMLINKS or resolve & RESOLVE_NO_SYMLINKS:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links")
+                magic = getattr(child.inode, "magic_target", None)
+                if magic is not None:
+                    if resolve & RESOLVE_NO_MAGICLINKS:
+                        raise OSError(errno.ELOOP, "magic link")
+                    target = magic()
+                    if target is None:          # an object with no path (pipe...)
+                        if not last:
+                            raise OSError(errno.ENOTDIR, "not a directory")
+                        return Lookup(cur, comp, child, trailing)
+                    cur = target
+                    if not todo:
+                        return Lookup(cur, "", cur, trailing)
                     continue
-                if len(comp) > 255:
-                    raise OSError(errno.ENAMETOOLONG, "name too long")
-                last = not todo
-                cur = stack[-1]
-                child = posixpath.join(cur.path, comp)
-                mnt = self.mounts.get(child)
-                if mnt is not None:
-                    stack.append(Node(mnt.fs.root_fd, mnt, child, False))
+                text = child.inode.readlink()
+                if text.startswith("/"):
+                    if resolve & RESOLVE_BENEATH:
+                        raise OSError(errno.EXDEV, "absolute symlink beneath a directory")
+                    cur = root
+                if text.endswith("/") and last:
+                    trailing = True
+                comps = _components(text)
+                if not comps:                   # "/" or "." : the directory itself
+                    if not todo:
+                        return Lookup(cur, "", cur, trailing)
                     continue
-                if last and not follow:
-                    return Lookup(stack, comp)
-                try:
-                    fd = cur.mount.fs.lookup(cur.fd, comp, cur.path == cur.mount.path)
-                except FileNotFoundError:
-                    if last:
-                        return Lookup(stack, comp)
-                    raise
-                mode = os.fstat(fd).st_mode
-                if st.S_ISDIR(mode):
-                    stack.append(Node(fd, cur.mount, child, True))
-                    continue
-                if st.S_ISLNK(mode):
-                    try:
-                        target = os.readlink("", dir_fd=fd)
-                    finally:
-                        os.close(fd)
-                    links += 1
-                    if links > MAXSYMLINKS:
-                        raise OSError(errno.ELOOP, "too many levels of symbolic links")
-                    if target.startswith("/"):
-                        for node in stack[1:]:
-                            if node.owned:
-                                os.close(node.fd)
-                        stack = [self._root()]
-                    if target.endswith("/") and last:
-                        must_dir = True
-                    todo.extend(reversed(_split(target)))
-                    continue
-                os.close(fd)
-                if not last:
+                todo.extend(reversed(comps))
+                continue
+            if last:
+                if trailing and not st.S_ISDIR(mode) and not st.S_ISLNK(mode):
                     raise OSError(errno.ENOTDIR, "not a directory")
-                if must_dir:
-                    raise OSError(errno.ENOTDIR, "not a directory")
-                return Lookup(stack, comp)
-            return Lookup(stack, "")
-        except BaseException:
-            Lookup(stack, "").close()
-            raise
+                return Lookup(cur, comp, child, trailing)
+            if not st.S_ISDIR(mode):
+                raise OSError(errno.ENOTDIR, "not a directory")
+            cur = child
+        return Lookup(cur, "", cur, trailing)
+
+
+def path_string(p: Path, root: Path) -> Optional[str]:
+    """The guest path of `p` as seen from `root` (getcwd, /proc/PID/cwd);
+    None when `p` is not below `root`."""
+    names: List[str] = []
+    guard = 0
+    while not p.same(root):
+        guard += 1
+        if guard > PATH_MAX:
+            return None
+        if _is_mount_root(p):
+            m = p.mount
+            if m.parent is None:
+                return None             # reached the namespace root without meeting root
+            p = Path(m.parent, m.mountpoint)
+            continue
+        d = p.dentry
+        if d.parent is None:
+            return None
+        names.append(d.name)
+        p = Path(p.mount, d.parent)
+    return "/" + "/".join(reversed(names))

@@ -1,4 +1,5 @@
-"""The guest's file-system namespace: a mount table and lookups in it."""
+"""The guest's file-system namespace: its mount table, the walk, and the
+registry of what guest descriptors refer to."""
 from __future__ import annotations
 
 import errno
@@ -7,16 +8,24 @@ import shutil
 import tempfile
 from typing import Optional
 
-from umlpy.fs.hostfs import DevFs, EmptyFs, HostFs
-from umlpy.vfs.namei import Lookup, Mount, Walker
-
+from umlpy.vfs.handles import Handles
+from umlpy.vfs.inode import FileSystem
+from umlpy.vfs.mount import Mount, MountTable, Path
+from umlpy.vfs.namei import Lookup, Walker, path_string
 
 SCRATCH_PREFIX = "umlpy-vfs-"
 
 
-def _remove_stale_scratch() -> None:
+def _scratch_base() -> str:
+    """Memory-backed when the host has /dev/shm: stand-ins and fifos live there."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return tempfile.gettempdir()
+
+
+def _remove_stale_scratch(base: str) -> None:
     """Scratch directories of instances that were killed (kill -9 skips cleanup)."""
-    base = tempfile.gettempdir()
     try:
         names = os.listdir(base)
     except OSError:
@@ -30,47 +39,60 @@ def _remove_stale_scratch() -> None:
 
 
 class Vfs:
-    """One instance's mounts. The first release: a hostfs root, a small devfs
-    at /dev and an empty placeholder at /proc (procfs comes with the VFS issue)."""
-
-    def __init__(self, root_dir: str, readonly: bool = False) -> None:
-        if not os.path.isdir(root_dir):
-            raise OSError(errno.ENOTDIR, f"root {root_dir!r} is not a directory")
-        _remove_stale_scratch()
-        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+    def __init__(self) -> None:
+        base = _scratch_base()
+        _remove_stale_scratch(base)
+        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=base)
         os.chmod(self.scratch, 0o700)
-        self.mounts: dict = {}
-        self.mount("/", HostFs(root_dir, readonly), root_dir, "ro" if readonly else "rw")
-        self.mount("/dev", DevFs(os.path.join(self.scratch, "dev")), "devtmpfs", "ro")
-        self.mount("/proc", EmptyFs(os.path.join(self.scratch, "proc")), "proc", "ro")
+        self.mounts = MountTable()
         self.walker = Walker(self.mounts)
+        self.handles = Handles(self.scratch)
 
-    def mount(self, path: str, fs, source: str, options: str) -> None:
-        self.mounts[path] = Mount(path, fs, source, options)
+    def scratch_dir(self, name: str) -> str:
+        d = os.path.join(self.scratch, name)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        return d
+
+    # ---- mounts ----
+    def set_root(self, fs: FileSystem, source: str, flags: int = 0) -> Mount:
+        return self.mounts.set_root(fs, source, flags)
+
+    def root_path(self) -> Path:
+        return self.mounts.root_path()
+
+    def mount(self, fs: FileSystem, where: str, source: str, flags: int = 0) -> Mount:
+        """Mount at a guest path (made as a directory on a writable parent if missing)."""
+        root = self.root_path()
+        lk = self.walker.walk(where, root, root, None)
+        if lk.path is None:
+            lk.parent.inode.mkdir(lk.name, 0o755, 0, 0)
+            lk = self.walker.walk(where, root, root, None)
+        target = lk.must_exist()
+        if not target.inode.is_dir():
+            raise OSError(errno.ENOTDIR, f"{where}: not a directory")
+        return self.mounts.attach(fs, target, source, flags)
+
+    def lookup(self, path: str, start: Optional[Path] = None, root: Optional[Path] = None,
+               creds=None, follow: bool = True, resolve: int = 0) -> Lookup:
+        root = root or self.root_path()
+        return self.walker.walk(path, start or root, root, creds, follow, resolve)
+
+    def path_string(self, path: Path, root: Optional[Path] = None) -> Optional[str]:
+        return path_string(path, root or self.root_path())
+
+    # ---- lifetime ----
+    def sync(self) -> None:
+        for m in self.mounts:
+            try:
+                m.fs.sync()
+            except OSError:
+                pass
 
     def close(self) -> None:
-        for m in self.mounts.values():
-            m.fs.close()
-        self.mounts.clear()
+        self.sync()
+        seen = set()
+        for m in reversed(list(self.mounts)):
+            if id(m.fs) not in seen:
+                seen.add(id(m.fs))
+                m.fs.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
-
-    def lookup(self, path: str, cwd: str = "/", follow: bool = True) -> Lookup:
-        return self.walker.walk(path, cwd, follow)
-
-    def guest_path_of(self, host_path: str) -> Optional[str]:
-        """The guest path of a host object the guest holds open, or None when it
-        has none (pipes, sockets, deleted files)."""
-        if not host_path.startswith("/") or host_path.endswith(" (deleted)"):
-            return None
-        best = None
-        for m in self.mounts.values():
-            rel = m.fs.guest_path_of(host_path)
-            if rel is None:
-                continue
-            host_len = len(getattr(m.fs, "host_dir", ""))
-            if best is None or host_len > best[0]:
-                best = (host_len, (m.path.rstrip("/") + rel) or "/")
-        return best[1] if best else None
-
-    def is_mountpoint(self, guest_path: str) -> bool:
-        return guest_path in self.mounts

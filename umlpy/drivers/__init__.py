@@ -1,0 +1,1 @@
+"""Device drivers: the device table, consoles, block devices."""

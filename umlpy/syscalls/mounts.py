@@ -1,0 +1,98 @@
+"""mount(2) and umount2(2): the guest's own mount table.
+
+Guest root may mount the kernel's file systems (tmpfs, proc, sysfs, devpts,
+devtmpfs), bind-mount and remount; a host directory (hostfs) is not
+reachable this way: what the guest may see of the host is decided on the
+command line.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from umlpy.syscalls.call import AT_FDCWD, Call
+from umlpy.syscalls.fs import walk
+from umlpy.syscalls.registry import syscall
+from umlpy.vfs.mount import (MNT_DETACH, MNT_FORCE, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID,
+                             MS_RDONLY, MS_REC, MS_REMOUNT, UMOUNT_NOFOLLOW, Path)
+
+MS_SILENT, MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 32768, 1024, 2048, 1 << 21, 1 << 24
+MS_PRIVATE, MS_SLAVE, MS_SHARED, MS_UNBINDABLE = 1 << 18, 1 << 19, 1 << 20, 1 << 17
+MS_MGC_MSK, MS_MGC_VAL = 0xFFFF0000, 0xC0ED0000
+_PER_MOUNT = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+_PROPAGATION = MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE
+_IGNORED = MS_SILENT | MS_NOATIME | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME | MS_REC
+
+
+def _new_fs(c: Call, fstype: str, data: str):
+    k = c.kernel
+    scratch = k.vfs.scratch_dir(f"mnt-{len(list(k.vfs.mounts))}")
+    if fstype in ("tmpfs", "devtmpfs", "ramfs"):
+        from umlpy.fs.devfs import DevFs
+        from umlpy.fs.tmpfs import TmpFs
+        if fstype == "devtmpfs":
+            return DevFs(scratch_dir=scratch)
+        return TmpFs.from_options(data, scratch_dir=scratch)
+    if fstype == "proc":
+        from umlpy.fs.procfs import ProcFs
+        return ProcFs(k)
+    if fstype == "sysfs":
+        from umlpy.fs.sysfs import SysFs
+        return SysFs(k)
+    if fstype == "devpts":
+        return k.devpts
+    raise OSError(errno.ENODEV, f"unknown file system type {fstype!r}")
+
+
+@syscall("mount")
+def sys_mount(c: Call) -> int:
+    if c.task.creds.euid != 0:
+        return -errno.EPERM
+    flags = c.args[3] & 0xFFFFFFFFFFFFFFFF
+    if flags & MS_MGC_MSK == MS_MGC_VAL:
+        flags &= ~MS_MGC_MSK
+    target = walk(c, AT_FDCWD, c.path(1), True).must_exist()
+    table = c.kernel.vfs.mounts
+    if flags & _PROPAGATION:
+        return 0                        # one namespace, nothing propagates
+    if flags & MS_REMOUNT:
+        if target.dentry.inode.key != target.mount.root.inode.key:
+            return -errno.EINVAL
+        target.mount.flags = (target.mount.flags & ~_PER_MOUNT) | (flags & _PER_MOUNT)
+        return 0
+    if not target.inode.is_dir():
+        return -errno.ENOTDIR
+    if flags & MS_BIND:
+        src = walk(c, AT_FDCWD, c.path(0), True).must_exist()
+        table.attach(src.mount.fs, target, src.mount.source, flags & _PER_MOUNT,
+                     root=src.dentry)
+        return 0
+    fstype = os.fsdecode(c.bytes_arg(2, 64)) if c.ptr(2) else ""
+    data = os.fsdecode(c.bytes_arg(4, 4096)) if c.ptr(4) else ""
+    source = os.fsdecode(c.bytes_arg(0, 4096)) if c.ptr(0) else "none"
+    fs = _new_fs(c, fstype, data)
+    table.attach(fs, target, source, flags & _PER_MOUNT)
+    return 0
+
+
+@syscall("umount2")
+def sys_umount2(c: Call) -> int:
+    flags = c.int(1)
+    if flags & ~(MNT_FORCE | MNT_DETACH | UMOUNT_NOFOLLOW | 4):
+        return -errno.EINVAL
+    if c.task.creds.euid != 0:
+        return -errno.EPERM
+    target: Path = walk(c, AT_FDCWD, c.path(0), not flags & UMOUNT_NOFOLLOW).must_exist()
+    m = target.mount
+    if target.dentry.inode.key != m.root.inode.key:
+        return -errno.EINVAL            # not a mount point
+    for task in c.kernel.pids.tasks.values():
+        for p in (task.fs.cwd, task.fs.root):
+            if p.mount is m and not flags & MNT_DETACH:
+                return -errno.EBUSY
+    c.kernel.vfs.mounts.detach(m)
+    if not any(o.fs is m.fs for o in c.kernel.vfs.mounts):
+        m.fs.sync()
+        if m.fs is not getattr(c.kernel, "devpts", None):
+            m.fs.close()
+    return 0

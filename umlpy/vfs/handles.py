@@ -1,0 +1,85 @@
+"""Which VFS object a guest descriptor refers to.
+
+Guest descriptors are host descriptors (DESIGN principle 2), so the only thing
+the kernel can learn from one is the host object's identity, (st_dev, st_ino).
+This registry maps that identity back to the place in the guest's namespace
+it was opened from. Objects with no host object of their own (directories of
+every file system, O_PATH opens, procfs snapshots...) get a stand-in: a
+private host object made for that one open, so its identity also names the
+open file description. A directory stand-in is an empty host directory,
+removed at once, so read(2) gives EISDIR natively and its file offset (which
+lseek and rewinddir move natively) is the getdents position.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Dict, List, Optional, Tuple
+
+from umlpy.vfs.mount import Path
+
+Key = Tuple[int, int]
+
+
+class Handle:
+    __slots__ = ("path", "is_dir", "listing")
+
+    def __init__(self, path: Path, is_dir: bool = False) -> None:
+        self.path = path
+        self.is_dir = is_dir
+        self.listing: Optional[List[tuple]] = None      # directory snapshot for getdents
+
+
+class Handles:
+    GC_AT = 50_000
+
+    def __init__(self, scratch: str) -> None:
+        self.dir = os.path.join(scratch, "standin")
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self.by_key: Dict[Key, Handle] = {}
+        self._names = itertools.count()
+        self.gc_hook = None         # callable returning the keys guests still hold
+
+    def register(self, key: Key, path: Path, is_dir: bool = False) -> Handle:
+        if len(self.by_key) >= self.GC_AT:
+            self.collect()
+        h = Handle(path, is_dir)
+        self.by_key[key] = h
+        return h
+
+    def get(self, key: Key) -> Optional[Handle]:
+        return self.by_key.get(key)
+
+    def path_of_key(self, key: Key) -> Optional[Path]:
+        h = self.by_key.get(key)
+        return h.path if h is not None else None
+
+    def standin(self, path: Path, is_dir: bool, o_path: bool) -> int:
+        """A fresh host descriptor standing for `path` in one open.
+
+        Never an O_PATH descriptor: seccomp's ADDFD refuses those (EBADF).
+        For O_PATH opens of non-directories a write-only memfd stands in,
+        so a read fails with EBADF natively, as on an O_PATH descriptor."""
+        if is_dir:
+            d = os.path.join(self.dir, str(next(self._names)))
+            os.mkdir(d, 0o500)
+            try:
+                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            finally:
+                os.rmdir(d)
+        else:
+            mfd = os.memfd_create("umlpy-path", os.MFD_CLOEXEC)
+            try:
+                fd = os.open(f"/proc/self/fd/{mfd}", os.O_WRONLY | os.O_CLOEXEC)
+            finally:
+                os.close(mfd)
+        s = os.fstat(fd)
+        self.register((s.st_dev, s.st_ino), path, is_dir)
+        return fd
+
+    def collect(self) -> None:
+        """Forget stand-ins no guest holds any more."""
+        if self.gc_hook is None:
+            return
+        live = self.gc_hook()
+        self.by_key = {k: h for k, h in self.by_key.items() if k in live}

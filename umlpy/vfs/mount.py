@@ -1,0 +1,137 @@
+"""Mounts, dentries and paths: where each inode sits in the guest's namespace.
+
+A Path is what Linux calls a `struct path`: a mount and a dentry in it. Dentries
+carry their name and parent, so `..`, getcwd and /proc/PID/cwd work from
+the object itself instead of a remembered string. Mount points are keyed by
+the mounted-on inode's identity (inode.key) within the parent mount.
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from umlpy.vfs.inode import FileSystem, Inode
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
+MNT_FORCE, MNT_DETACH, UMOUNT_NOFOLLOW = 1, 2, 8
+
+
+class Dentry:
+    __slots__ = ("name", "parent", "inode")
+
+    def __init__(self, name: str, parent: Optional["Dentry"], inode: Inode) -> None:
+        self.name = name
+        self.parent = parent        # None at the root of its file system
+        self.inode = inode
+
+    def child(self, name: str, inode: Inode) -> "Dentry":
+        return Dentry(name, self, inode)
+
+    def __repr__(self) -> str:
+        return f"<Dentry {self.name!r} {self.inode.key}>"
+
+
+_mount_ids = itertools.count(21)        # Linux's first ids are small too; 1.. look odd
+
+
+class Mount:
+    def __init__(self, fs: FileSystem, root: Dentry, source: str, flags: int = 0,
+                 parent: Optional["Mount"] = None, mountpoint: Optional[Dentry] = None) -> None:
+        self.id = next(_mount_ids)
+        self.fs = fs
+        self.root = root
+        self.source = source
+        self.flags = flags
+        self.parent = parent
+        self.mountpoint = mountpoint
+
+    @property
+    def readonly(self) -> bool:
+        return bool(self.flags & MS_RDONLY) or self.fs.readonly
+
+    def options(self) -> str:
+        opts = ["ro" if self.readonly else "rw"]
+        for bit, name in ((MS_NOSUID, "nosuid"), (MS_NODEV, "nodev"), (MS_NOEXEC, "noexec")):
+            if self.flags & bit:
+                opts.append(name)
+        extra = self.fs.mount_options()
+        return ",".join(opts + ([extra] if extra else []))
+
+    def __repr__(self) -> str:
+        return f"<Mount {self.id} {self.fs.type_name} {self.source}>"
+
+
+class Path:
+    """A (mount, dentry) pair: one place in the namespace."""
+    __slots__ = ("mount", "dentry")
+
+    def __init__(self, mount: Mount, dentry: Dentry) -> None:
+        self.mount = mount
+        self.dentry = dentry
+
+    @property
+    def inode(self) -> Inode:
+        return self.dentry.inode
+
+    @property
+    def fs(self) -> FileSystem:
+        return self.mount.fs
+
+    def child(self, name: str, inode: Inode) -> "Path":
+        return Path(self.mount, self.dentry.child(name, inode))
+
+    def same(self, other: "Path") -> bool:
+        return self.mount is other.mount and self.dentry.inode.key == other.dentry.inode.key
+
+    def __repr__(self) -> str:
+        return f"<Path {self.mount.id}:{self.dentry.name!r}>"
+
+
+class MountTable:
+    """One instance's mounts (a mount namespace)."""
+
+    def __init__(self) -> None:
+        self.root: Optional[Mount] = None
+        self._on: Dict[Tuple[int, Tuple[int, int]], List[Mount]] = {}
+        self.order: List[Mount] = []
+
+    def set_root(self, fs: FileSystem, source: str, flags: int = 0) -> Mount:
+        m = Mount(fs, Dentry("/", None, fs.root), source, flags)
+        self.root = m
+        self.order.insert(0, m)
+        return m
+
+    def root_path(self) -> Path:
+        return Path(self.root, self.root.root)
+
+    def attach(self, fs: FileSystem, at: Path, source: str, flags: int = 0,
+               root: Optional[Dentry] = None) -> Mount:
+        """Mount fs (or, for a bind mount, the subtree at `root`) on `at`."""
+        m = Mount(fs, root or Dentry("/", None, fs.root), source, flags, at.mount, at.dentry)
+        self._on.setdefault((at.mount.id, at.inode.key), []).append(m)
+        self.order.append(m)
+        return m
+
+    def mounted_on(self, path: Path) -> Optional[Mount]:
+        """The top mount on this place, if any."""
+        stack = self._on.get((path.mount.id, path.inode.key))
+        return stack[-1] if stack else None
+
+    def children(self, m: Mount) -> List[Mount]:
+        return [c for c in self.order if c.parent is m]
+
+    def detach(self, m: Mount) -> None:
+        if m is self.root:
+            raise OSError(errno.EBUSY, "cannot unmount the root")
+        if self.children(m):
+            raise OSError(errno.EBUSY, "mount point busy")
+        key = (m.parent.id, m.mountpoint.inode.key)
+        self._on[key].remove(m)
+        if not self._on[key]:
+            del self._on[key]
+        self.order.remove(m)
+
+    def __iter__(self) -> Iterator[Mount]:
+        return iter(list(self.order))
