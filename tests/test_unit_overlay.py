@@ -486,6 +486,18 @@ def test_rename_directories(layers):
 
 # ---- hard links ----
 
+def test_hard_link_names_stay_one_file_across_remounts(layers):
+    o = layers.ovl.root
+    ino = at(o, "h1").getattr().ino
+    write(at(o, "h1"), b"ONE", os.O_WRONLY | os.O_TRUNC)
+    o = layers.remount().root
+    assert read(at(o, "h2")) == b"ONE"                  # still lower-only, read via index
+    assert at(o, "h1").getattr().ino == at(o, "h2").getattr().ino == ino
+    write(at(o, "h2"), b"TWO", os.O_WRONLY | os.O_TRUNC)  # copy-up links to the index
+    assert read(at(o, "h1")) == b"TWO"
+    assert upper_at(layers, "h1").getattr().ino == upper_at(layers, "h2").getattr().ino
+
+
 def test_hard_links(layers):
     o = layers.ovl.root
     h1, h2 = at(o, "h1"), at(o, "h2")
@@ -495,8 +507,15 @@ def test_hard_links(layers):
     h2.setattr(mode=0o600)                              # its copy-up links, not copies
     assert read(at(o, "h2")) == b"LINKED"
     u1, u2 = upper_at(layers, "h1"), upper_at(layers, "h2")
-    assert u1.getattr().ino == u2.getattr().ino and u1.getattr().nlink == 2
+    assert u1.getattr().ino == u2.getattr().ino and u1.getattr().nlink == 3   # + the index
+    assert at(o, "h1").getattr().nlink == 2
     assert st.S_IMODE(at(o, "h1").getattr().mode) == 0o600
+    assert cu.INDEX_DIR not in tree_names(o)
+    ino = at(o, "h1").getattr().ino
+    o.unlink("h1")                                      # the index keeps the copy for h2
+    o2 = layers.remount().root
+    assert read(at(o2, "h2")) == b"LINKED" and at(o2, "h2").getattr().ino == ino
+    o = o2
     o.link("h3", at(o, "etc/passwd"))                   # link of a lower file
     assert at(o, "h3").getattr().ino == at(o, "etc/passwd").getattr().ino
     assert at(o, "h3").getattr().nlink == 2
@@ -504,7 +523,7 @@ def test_hard_links(layers):
         o.link("d", at(o, "dir"))
     assert err(e) == errno.EPERM
     with pytest.raises(OSError) as e:
-        o.link("h1", at(o, "etc/passwd"))
+        o.link("h2", at(o, "etc/passwd"))
     assert err(e) == errno.EEXIST
 
 
@@ -659,13 +678,19 @@ def apply_op(root: Inode, op) -> object:
         elif kind == "rmdir":
             d.rmdir(n1)
         elif kind == "rename":
+            src = (d1 + "/" + n1).lstrip("/")
+            if (d2 + "/").startswith(src + "/"):
+                return errno.EINVAL     # below itself: the VFS refuses this one
             d.rename(n1, at(root, d2), n2, flags)
         elif kind == "link":
             at(root, d2).link(n2, d.lookup(n1))
         elif kind == "symlink":
             d.symlink(n1, "t%d" % r, 0, 0)
         elif kind == "chmod":
-            d.lookup(n1).setattr(mode=r & 0o777)
+            f = d.lookup(n1)
+            if st.S_ISLNK(f.mode):
+                return errno.EOPNOTSUPP     # the VFS's answer: symlinks have no mode
+            f.setattr(mode=r & 0o777)
         elif kind == "xattr":
             d.lookup(n1).setxattr("user.k%d" % (r % 3), b"v", 0)
     except OSError as e:
@@ -674,7 +699,7 @@ def apply_op(root: Inode, op) -> object:
 
 
 @pytest.mark.parametrize("kind", ["tmp/tmp", "host/host"])
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 81])
 def test_differential_against_a_plain_fs(kind, seed, tmp_path):
     import random
     lay = Layers(kind, tmp_path)
@@ -683,6 +708,8 @@ def test_differential_against_a_plain_fs(kind, seed, tmp_path):
     rng = random.Random(seed)
     skipped = 0
     for i, op in enumerate(random_ops(rng, 300)):
+        if i == 150:
+            lay.remount()               # what is on the upper is all there is
         got = apply_op(lay.ovl.root, op)
         if got == errno.EXDEV and op[0] == "rename":
             skipped += 1                # a directory with a lower part: mv would copy
@@ -695,3 +722,15 @@ def test_differential_against_a_plain_fs(kind, seed, tmp_path):
     assert view(lay.remount().root) == view(ref.root)
     lay.check_lower_untouched()
     assert skipped < 100
+
+
+def test_inode_numbers_of_other_host_devices(layers):
+    ovl = layers.ovl
+    ldev = layers.lower.root.key[0]
+    assert ovl.ovl_ino(ldev, 10, 0) == 20 and ovl.ovl_ino(layers.upper.root.key[0], 10, 1) == 21
+    other = ovl.ovl_ino(ldev + 1, 10, 0)            # a host file system mounted below
+    assert other != 20 and other == ovl.ovl_ino(ldev + 1, 10, 0) and other & 0xFF == 20
+    assert other < 1 << 64
+    assert len({ovl.ovl_ino(d, 10, 0) for d in range(ldev + 1, ldev + 400)}) == 399
+    fresh = OverlayFs(layers.lower, layers.upper)       # the same number on a remount
+    assert fresh.ovl_ino(ldev + 1, 10, 0) == other

@@ -6,15 +6,18 @@ whiteouts, opaque directories and the copy-up itself are in overlay_copyup.
 
 Inode numbers (st_ino and d_ino agree): an object with a lower inode
 (lower-only, or a merged directory) reports 2*lower_ino; a file copied up
-during this mount keeps that number; anything else reports 2*upper_ino+1. So
-numbers never collide between layers, directories keep theirs across
-copy-up (fts/`rm -r` check that), and st_dev is always the overlay's. A file
-copied up in an earlier mount shows its upper-based number.
+keeps that number (remembered for this mount, and in the index for files
+with several names); anything else reports 2*upper_ino+1. So numbers never
+collide between layers, directories keep theirs across copy-up (fts and
+`rm -r` check that), and st_dev is always the overlay's. A file with one
+name copied up in an earlier mount shows its upper-based number.
 
-Hard links: the names of one lower inode stay one file within a mount: the
-first copy-up is remembered and later copy-ups of its other names link to
-it, and lower-only names already read through it. Across remounts the names
-diverge once copied up, as in Linux without index=on.
+Hard links: when a lower file with several names is copied up, its copy is
+also linked into an index directory of the upper (".wh..wh.index/<lower
+ino>", hidden; in the work directory when there is one). The other lower
+names then read through that copy, and their own copy-up links to it, so the
+names stay one file, across remounts too (a simplified index=on). The index
+link is not counted in st_nlink; index entries are never collected.
 
 Directories with a lower part cannot be renamed (EXDEV, as Linux without
 redirect_dir); `mv` then copies. Descriptors opened read-only on a lower file
@@ -29,11 +32,11 @@ import weakref
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from umlpy.fs import overlay_copyup as cu
+from umlpy.fs.overlay_index import OvlNumbering
 from umlpy.vfs.inode import (DT_CHR, DT_DIR, DT_UNKNOWN, RENAME_EXCHANGE, RENAME_NOREPLACE,
                              Attr, FileSystem, Inode, StatFs, check_name)
 
 OVERLAYFS_SUPER_MAGIC = 0x794C7630
-_INO_MASK = (1 << 64) - 1
 
 
 def _err(code: int) -> OSError:
@@ -54,7 +57,7 @@ def _root(layer: Union[FileSystem, Inode, None]) -> Optional[Inode]:
     return layer.root if isinstance(layer, FileSystem) else layer
 
 
-class OverlayFs(FileSystem):
+class OverlayFs(OvlNumbering):
     """lower: a FileSystem or directory Inode, only read; upper (and work, a
     directory on the upper's file system for staging copy-ups): where every
     change goes. With no upper the overlay is a read-only view of lower."""
@@ -71,11 +74,7 @@ class OverlayFs(FileSystem):
         self.work = work
         self.readonly = readonly or self.upper_root is None
         self._options = options
-        # upper inode key -> lower ino, for files copied up during this mount
-        self.origin: Dict[Tuple[int, int], int] = {}
-        # lower inode key -> the object holding its upper copy, for lower files
-        # with several names (the object, because renames keep its upper current)
-        self._copies: Dict[Tuple[int, int], "OvlInode"] = {}
+        self._init_numbering()
         # the host may change a hostfs layer: let the VFS walk afresh each time
         self.volatile = any(getattr(layer, "fs", None) is not None and layer.fs.volatile
                             for layer in (self.lower_root, self.upper_root))
@@ -94,23 +93,6 @@ class OverlayFs(FileSystem):
     def mount_options(self) -> str:
         return self._options
 
-    # ---- hard links of lower files ----
-    def hardlink_copy(self, lower: Inode) -> Optional[Inode]:
-        """The upper copy of another name of `lower`, if one was made and lives."""
-        node = self._copies.get(lower.key)
-        if node is None:
-            return None
-        if node.dead or node.upper is None or gone(node.upper):
-            del self._copies[lower.key]
-            return None
-        return node.upper
-
-    def note_copy(self, node: "OvlInode", lower: Inode, upper: Inode) -> None:
-        if not st.S_ISDIR(upper.mode):
-            self.origin[upper.key] = lower.ino
-            if lower.getattr().nlink > 1:
-                self._copies[lower.key] = node
-
 
 class OvlInode(Inode):
     """One object of the merged tree: its upper inode, its lower inode, or
@@ -124,6 +106,7 @@ class OvlInode(Inode):
         self.upper = upper
         self.lower = lower
         self.dead = False
+        self._multi: Optional[bool] = None     # a lower non-directory with other names?
         self._children: "weakref.WeakValueDictionary[str, OvlInode]" = \
             weakref.WeakValueDictionary()
 
@@ -132,32 +115,40 @@ class OvlInode(Inode):
     def key(self) -> Tuple[int, int]:
         """Unique across layers (and across the host file systems one layer
         may span, where inode numbers repeat): the real inode's own key."""
-        real = self.upper if self.upper is not None else self.lower
-        return (self.fs.dev, hash(real.key))
+        return (self.fs.dev, hash(self.real().key))   # names of one file: one key
 
     @property
     def ino(self) -> int:           # type: ignore[override]
         if self.lower is not None:
-            return (self.lower.ino << 1) & _INO_MASK
+            return self.fs.ovl_ino(self.lower.key[0], self.lower.ino, 0)
         origin = self.fs.origin.get(self.upper.key)
         if origin is not None:
-            return (origin << 1) & _INO_MASK
-        return ((self.upper.ino << 1) | 1) & _INO_MASK
+            return self.fs.ovl_ino(origin[0], origin[1], 0)
+        return self.fs.ovl_ino(self.upper.key[0], self.upper.ino, 1)
 
     def real(self) -> Inode:
         """Where reads go: the upper inode, else the lower one (or, for another
         name of a lower file already copied up, that copy)."""
         if self.upper is not None:
             return self.upper
-        alias = self.fs.hardlink_copy(self.lower) if self.fs._copies else None
-        return alias if alias is not None else self.lower
+        if self.fs.index is not None and self.has_other_names():
+            alias = self.fs.hardlink_copy(self.lower)
+            if alias is not None:
+                return alias
+        return self.lower
+
+    def has_other_names(self) -> bool:
+        """Does our lower non-directory have more names than this one?"""
+        if self._multi is None:
+            a = self.lower.getattr()
+            self._multi = not st.S_ISDIR(a.mode) and a.nlink > 1
+        return self._multi
 
     def became_upper(self, upper: Inode) -> None:
         """Called by copy-up. Directories stay merged with their lower part."""
-        if self.lower is not None:
-            self.fs.note_copy(self, self.lower, upper)
         self.upper = upper
-        if not st.S_ISDIR(upper.mode):
+        if self.lower is not None and not st.S_ISDIR(upper.mode):
+            self.fs.note_copy(self.lower, upper, 2 if self.has_other_names() else 1)
             self.lower = None
 
     def copy_up(self, with_data: bool = True) -> Inode:
@@ -177,6 +168,8 @@ class OvlInode(Inode):
         a.dev = self.fs.dev
         if self.upper is not None and self.lower is not None:
             a.nlink = 1         # subdirectories of two layers are not counted (as Linux)
+        elif self.fs._indexed and self.fs.is_indexed(self.real()):
+            a.nlink = max(1, a.nlink - 1)       # the index's own link is no name
         return a
 
     def setattr(self, *, mode: Optional[int] = None, uid: Optional[int] = None,
@@ -290,17 +283,19 @@ class OvlInode(Inode):
                         hidden.add(name)
                         continue
                 origin = self.fs.origin.get((udev, ino))
-                d_ino = (origin << 1) if origin is not None else (ino << 1) | 1
-                out[name] = (name, d_ino & _INO_MASK, dtype)
+                d_ino = (self.fs.ovl_ino(origin[0], origin[1], 0) if origin is not None
+                         else self.fs.ovl_ino(udev, ino, 1))
+                out[name] = (name, d_ino, dtype)
         if self.lower is not None:
+            ldev = self.lower.key[0]
             for name, ino, dtype in self.lower.readdir():
                 if name in hidden:
                     continue
                 if name in out:
                     if out[name][2] == DT_DIR and dtype == DT_DIR and not self._opaque_child(name):
-                        out[name] = (name, (ino << 1) & _INO_MASK, dtype)
+                        out[name] = (name, self.fs.ovl_ino(ldev, ino, 0), dtype)
                     continue
-                out[name] = (name, (ino << 1) & _INO_MASK, dtype)
+                out[name] = (name, self.fs.ovl_ino(ldev, ino, 0), dtype)
         return list(out.values())
 
     def _opaque_child(self, name: str) -> bool:
@@ -386,6 +381,7 @@ class OvlInode(Inode):
         return OvlInode(self.fs, None, "", make(mode, uid, gid), None)
 
     def link(self, name: str, inode: Inode) -> None:
+        self._dir()
         if not isinstance(inode, OvlInode) or inode.fs is not self.fs:
             raise _err(errno.EXDEV)
         if st.S_ISDIR(inode.mode):
@@ -457,7 +453,7 @@ class OvlInode(Inode):
         if dst is not None and not exchange:
             if flags & RENAME_NOREPLACE:
                 raise _err(errno.EEXIST)
-            if dst is src or dst.key == src.key:
+            if dst is src or dst.real().key == src.real().key:     # one file
                 return
             self._check_replace(src, dst)
         if newname.startswith(cu.PRIVATE_PREFIX):

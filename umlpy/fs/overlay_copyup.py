@@ -30,6 +30,7 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 OVL_XATTR_PREFIX = "trusted.overlay."
 PRIVATE_PREFIX = ".wh..wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+INDEX_DIR = PRIVATE_PREFIX + "index"     # lower ino -> upper copy, for hard links
 WHITEOUT_RDEV = 0
 _NO_XATTR = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM)
 _stage_ids = itertools.count(1)
@@ -170,7 +171,7 @@ def copy_up(node: "OvlInode", with_data: bool = True) -> Inode:
     pattr = pdir.getattr()
     a = lower.getattr()
     kind = st.S_IFMT(a.mode)
-    alias = fs.hardlink_copy(lower) if kind != st.S_IFDIR else None
+    alias = fs.hardlink_copy(lower) if kind != st.S_IFDIR and node.has_other_names() else None
     if alias is not None:
         pdir.link(node.name, alias)          # another name of a lower file already up
         up = pdir.lookup(node.name)

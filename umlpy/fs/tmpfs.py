@@ -12,6 +12,12 @@ host path in a private scratch directory so the VFS can open or bind them.
 Limits (size=, nr_inodes=) follow Linux except that native writes through a
 guest descriptor cannot be refused: size= is enforced on setattr(size=) and
 reported by statfs from the memfds' allocated blocks.
+
+A memfd is closed when its inode has no name left and no Python reference
+(weakref.finalize), not at nlink 0: an O_TMPFILE file or an unlinked file
+reopened through /proc/PID/fd still needs it. Guest descriptors are separate
+open descriptions of the memfd, so they keep working after our close. Every
+non-empty file holds one kernel descriptor: RLIMIT_NOFILE bounds their count.
 """
 from __future__ import annotations
 
@@ -25,16 +31,13 @@ import weakref
 from typing import Dict, Iterable, Optional, Tuple
 
 from umlpy.fs import tmpfs_options
+from umlpy.fs.xattrs import XattrStore
 from umlpy.vfs.inode import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, FileSystem, Inode,
                              StatFs, check_name, dtype_of, now_ns)
 
 TMPFS_MAGIC = 0x01021994
 PAGE_SIZE = 4096
 BOGO_DIRENT_SIZE = 20           # Linux tmpfs counts 20 bytes of size per directory entry
-XATTR_CREATE, XATTR_REPLACE = 1, 2
-XATTR_SIZE_MAX = 65536
-XATTR_NAME_MAX = 255
-XATTR_PREFIXES = ("user.", "trusted.", "security.")
 LINK_MAX = 0xFFFFFFFF
 SYMLINK_MAX = PAGE_SIZE - 1
 # flags a reopen of the memfd keeps: access mode and status flags
@@ -167,7 +170,7 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-class TmpInode(Inode):
+class TmpInode(XattrStore, Inode):
     """What every tmpfs inode keeps in Python."""
 
     def __init__(self, fs: TmpFs, mode: int, uid: int, gid: int, rdev: int = 0) -> None:
@@ -244,54 +247,6 @@ class TmpInode(Inode):
         self.nlink -= 1
         if self.nlink == 0:
             self.fs._free_ino()
-
-    # ---- xattrs ----
-    @staticmethod
-    def _check_xattr_name(name: str) -> None:
-        if len(name.encode("utf-8", "surrogateescape")) > XATTR_NAME_MAX:
-            raise _err(errno.ERANGE)
-        if not name.startswith(XATTR_PREFIXES):
-            raise _err(errno.EOPNOTSUPP)
-        if name.endswith(".") and name in XATTR_PREFIXES:
-            raise _err(errno.EINVAL)
-
-    def _user_xattr_ok(self, name: str) -> bool:
-        # as Linux: user.* only on regular files and directories
-        return not name.startswith("user.") or st.S_ISREG(self._mode) or st.S_ISDIR(self._mode)
-
-    def getxattr(self, name: str) -> bytes:
-        self._check_xattr_name(name)
-        try:
-            return self.xattrs[name]
-        except KeyError:
-            raise _err(errno.ENODATA) from None
-
-    def setxattr(self, name: str, value: bytes, flags: int) -> None:
-        self._check_xattr_name(name)
-        if flags & ~(XATTR_CREATE | XATTR_REPLACE):
-            raise _err(errno.EINVAL)
-        if len(value) > XATTR_SIZE_MAX:
-            raise _err(errno.E2BIG)
-        if not self._user_xattr_ok(name):
-            raise _err(errno.EPERM)
-        self._rw()
-        if flags & XATTR_CREATE and name in self.xattrs:
-            raise _err(errno.EEXIST)
-        if flags & XATTR_REPLACE and name not in self.xattrs:
-            raise _err(errno.ENODATA)
-        self.xattrs[name] = bytes(value)
-        self.touch_ctime()
-
-    def listxattr(self) -> Iterable[str]:
-        return list(self.xattrs)
-
-    def removexattr(self, name: str) -> None:
-        self._check_xattr_name(name)
-        self._rw()
-        if name not in self.xattrs:
-            raise _err(errno.ENODATA)
-        del self.xattrs[name]
-        self.touch_ctime()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.ino} {oct(self._mode)}>"
