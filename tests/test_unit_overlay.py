@@ -138,27 +138,6 @@ def host_snapshot(top: str) -> dict:
     return out
 
 
-def _hostfs_keeps_fifos() -> bool:
-    """hostfs of this writing fails mknod(S_IFIFO) on the FIFO's xattr (EPERM)."""
-    import tempfile
-    with tempfile.TemporaryDirectory() as d:
-        fs = HostFs(d)
-        try:
-            fs.root.mknod("p", st.S_IFIFO | 0o600, 0, 0, 0)
-            return True
-        except PermissionError:
-            return False
-        finally:
-            fs.close()
-
-
-HOSTFS_FIFOS = _hostfs_keeps_fifos()
-
-
-def fifo_ok(layers) -> bool:
-    return HOSTFS_FIFOS or not layers.kind.endswith("host")
-
-
 class Layers:
     def __init__(self, kind: str, tmp_path) -> None:
         self.kind = kind
@@ -301,9 +280,8 @@ def test_symlink_and_node_copy_up(layers):
     at(o, "null").setattr(uid=5)
     n = upper_at(layers, "null").getattr()
     assert st.S_ISCHR(n.mode) and n.rdev == os.makedev(1, 3) and n.uid == 5
-    if fifo_ok(layers):
-        at(o, "fifo").setattr(mode=0o600)
-        assert st.S_ISFIFO(upper_at(layers, "fifo").mode)
+    at(o, "fifo").setattr(mode=0o600)
+    assert st.S_ISFIFO(upper_at(layers, "fifo").mode)
     at(o, "lnk").setattr(uid=7)
     u = upper_at(layers, "lnk")
     assert u.readlink() == "etc/passwd" and at(o, "lnk").getattr().uid == 7
@@ -546,8 +524,6 @@ def test_create_kinds_and_exists(layers):
 
 def test_mknod_fifo(layers):
     o = layers.ovl.root
-    if not fifo_ok(layers):
-        pytest.xfail("hostfs: no user.* xattr on a host FIFO")
     p = o.mknod("p", st.S_IFIFO | 0o644, 0, 0, 0)
     assert st.S_ISFIFO(p.mode) and os.path.exists(p.fifo_path())
 
@@ -602,8 +578,7 @@ def test_battery_leaves_the_lower_identical(layers):
     o.mkdir("empty", 0o755, 0, 0)
     at(o, "usr/lib").unlink("libx.so")
     at(o, "usr").rmdir("lib")
-    if fifo_ok(layers):
-        o.rename("fifo", at(o, "usr"), "fifo")
+    o.rename("fifo", at(o, "usr"), "fifo")
     at(o, "null").setattr(gid=9)
     at(o, "lnk").setattr(mtime_ns=3)
     at(o, "big").setattr(size=10)

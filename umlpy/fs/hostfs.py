@@ -69,7 +69,7 @@ class HostFs(FileSystem):
         self.root_fd = os.open(self.host_dir, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.magic = fstatfs(self.root_fd).f_type
         self.xattrs_ok = True
-        self.mem_meta: Dict[Tuple[int, int], Tuple[int, int, int, int]] = {}
+        self.mem_meta: Dict[Tuple[int, int], tuple] = {}   # (dev, ino) -> (meta, host type)
         self.root = HostInode(self, "", os.fstat(self.root_fd))
 
     def close(self) -> None:
@@ -106,15 +106,28 @@ class HostFs(FileSystem):
         return None
 
     # ---- the ownership side store ----
+    def _in_xattr(self, s: os.stat_result) -> bool:
+        """Linux allows user.* xattrs on regular files and directories only:
+        overrides of symlinks, FIFOs and sockets stay in memory."""
+        return self.xattrs_ok and (st.S_ISREG(s.st_mode) or st.S_ISDIR(s.st_mode))
+
+    def _mem_get(self, s: os.stat_result) -> Optional[Tuple[int, int, int, int]]:
+        entry = self.mem_meta.get((s.st_dev, s.st_ino))
+        # an entry of an inode number the host has since given to another object
+        if entry is None or entry[1] != st.S_IFMT(s.st_mode):
+            return None
+        return entry[0]
+
     def read_meta(self, rel: str, s: os.stat_result) -> Optional[Tuple[int, int, int, int]]:
-        if st.S_ISLNK(s.st_mode) or not self.xattrs_ok:
-            return self.mem_meta.get((s.st_dev, s.st_ino))
+        if not self._in_xattr(s):
+            return self._mem_get(s)
         try:
             raw = os.getxattr(self.abspath(rel), META, follow_symlinks=False)
         except OSError as e:
             if e.errno in (errno.EOPNOTSUPP, errno.ENOTSUP):
                 self.xattrs_ok = False
-            return self.mem_meta.get((s.st_dev, s.st_ino))
+                return self._mem_get(s)
+            return None
         try:
             parts = raw.decode().split(":")
             uid, gid, mode = int(parts[0]), int(parts[1]), int(parts[2], 8)
@@ -125,12 +138,12 @@ class HostFs(FileSystem):
 
     def write_meta(self, rel: str, s: os.stat_result, meta: Optional[tuple]) -> None:
         """Store (uid, gid, mode, rdev), or drop the override when meta is None."""
-        key = (s.st_dev, s.st_ino)
-        if st.S_ISLNK(s.st_mode) or not self.xattrs_ok:
+        if not self._in_xattr(s):
+            key = (s.st_dev, s.st_ino)
             if meta is None:
                 self.mem_meta.pop(key, None)
             else:
-                self.mem_meta[key] = meta
+                self.mem_meta[key] = (meta, st.S_IFMT(s.st_mode))
             return
         path = self.abspath(rel)
         try:

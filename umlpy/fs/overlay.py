@@ -34,7 +34,7 @@ from typing import Dict, Iterable, List, Optional, Tuple, Union
 from umlpy.fs import overlay_copyup as cu
 from umlpy.fs.overlay_index import OvlNumbering
 from umlpy.vfs.inode import (DT_CHR, DT_DIR, DT_UNKNOWN, RENAME_EXCHANGE, RENAME_NOREPLACE,
-                             Attr, FileSystem, Inode, StatFs, check_name)
+                             Attr, FileSystem, Inode, StatFs, check_name, check_rename)
 
 OVERLAYFS_SUPER_MAGIC = 0x794C7630
 
@@ -432,11 +432,7 @@ class OvlInode(Inode):
             self.fs.origin.pop(child.upper.key, None)
 
     def rename(self, name: str, newdir: Inode, newname: str, flags: int = 0) -> None:
-        check_name(name)
-        check_name(newname)
-        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or \
-                flags & RENAME_NOREPLACE and flags & RENAME_EXCHANGE:
-            raise _err(errno.EINVAL)
+        check_rename(name, newname, flags)
         if not isinstance(newdir, OvlInode) or newdir.fs is not self.fs:
             raise _err(errno.EXDEV)
         self._dir()

@@ -33,7 +33,7 @@ from typing import Dict, Iterable, Optional, Tuple
 from umlpy.fs import tmpfs_options
 from umlpy.fs.xattrs import XattrStore
 from umlpy.vfs.inode import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, FileSystem, Inode,
-                             StatFs, check_name, dtype_of, now_ns)
+                             StatFs, check_name, check_rename, dtype_of, now_ns)
 
 TMPFS_MAGIC = 0x01021994
 PAGE_SIZE = 4096
@@ -509,11 +509,7 @@ class TmpDir(TmpInode):
         d.touch_ctime()
 
     def rename(self, name: str, newdir: Inode, newname: str, flags: int = 0) -> None:
-        check_name(name)
-        check_name(newname)
-        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or \
-                flags & RENAME_NOREPLACE and flags & RENAME_EXCHANGE:
-            raise _err(errno.EINVAL)
+        check_rename(name, newname, flags)
         if not isinstance(newdir, TmpInode) or newdir.fs is not self.fs:
             raise _err(errno.EXDEV)
         if not isinstance(newdir, TmpDir):

@@ -18,7 +18,7 @@ _DIRENT = struct.Struct("<QQH")         # the old layout: d_type is the record's
 
 def listing(c: Call, path: Path) -> list:
     """The entries of a directory as getdents shows them, . and .. first."""
-    parent = c.kernel.vfs.walker._up(path, c.task.fs.root, 0)
+    parent = c.kernel.vfs.walker.up(path, c.task.fs.root)
     out = [(".", path.inode.ino, DT_DIR), ("..", parent.inode.ino, DT_DIR)]
     out.extend(path.inode.readdir())
     return out

@@ -225,6 +225,15 @@ class Inode:
         _no(errno.EOPNOTSUPP)
 
 
+def check_rename(name: str, newname: str, flags: int) -> None:
+    """What every file system's rename() requires of its arguments."""
+    check_name(name)
+    check_name(newname)
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or \
+            flags & RENAME_NOREPLACE and flags & RENAME_EXCHANGE:
+        _no(errno.EINVAL)
+
+
 def check_name(name: str) -> None:
     """What every directory operation requires of a new name."""
     if not name or name in (".", "..") or "/" in name or "\0" in name:

@@ -68,7 +68,7 @@ class Walker:
                 raise OSError(errno.EXDEV, "crosses a mount")
             p = Path(m, m.root)
 
-    def _up(self, p: Path, root: Path, resolve: int) -> Path:
+    def up(self, p: Path, root: Path, resolve: int = 0) -> Path:
         """The parent of `p` (`..`), never above `root`."""
         while not p.same(root):
             if _is_mount_root(p):
@@ -112,7 +112,7 @@ class Walker:
         while todo:
             comp = todo.pop()
             if comp == "..":
-                cur = self._up(cur, root, resolve)
+                cur = self.up(cur, root, resolve)
                 if not todo:
                     return Lookup(cur, "", cur, trailing)
                 continue

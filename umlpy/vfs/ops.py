@@ -13,7 +13,8 @@ import stat as st
 from typing import Optional
 
 from umlpy.vfs import perm
-from umlpy.vfs.inode import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Attr, check_name
+from umlpy.vfs.inode import (RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Attr, check_name,
+                             now_ns)
 from umlpy.vfs.mount import MS_NODEV, MS_NOEXEC, Path
 from umlpy.vfs.namei import Lookup
 
@@ -46,27 +47,27 @@ def _new_name(lk: Lookup) -> str:
     return lk.name
 
 
-def _may_create(lk: Lookup, creds) -> None:
+def _may_create(lk: Lookup, creds) -> Attr:
+    """Check that creds may add a name to the directory; returns its attributes."""
     _writable(lk.parent)
-    perm.permission(lk.parent.inode.getattr(), creds, perm.MAY_WRITE | perm.MAY_EXEC)
+    pa = lk.parent.inode.getattr()
+    perm.permission(pa, creds, perm.MAY_WRITE | perm.MAY_EXEC)
+    return pa
 
 
-def _new_gid(lk: Lookup, creds) -> int:
+def _new_gid(pa: Attr, creds) -> int:
     """Files take the directory's group when it is setgid (BSD semantics)."""
-    pa = lk.parent.inode.getattr()
     return pa.gid if pa.mode & st.S_ISGID else creds.fsgid
-
-
-def _new_dir_mode(lk: Lookup, mode: int) -> int:
-    pa = lk.parent.inode.getattr()
-    return mode | st.S_ISGID if pa.mode & st.S_ISGID else mode
 
 
 # ---- creating names ----
 def mkdir(lk: Lookup, creds, mode: int) -> None:
     name = _new_name(lk)
-    _may_create(lk, creds)
-    lk.parent.inode.mkdir(name, _new_dir_mode(lk, mode & 0o7777), creds.fsuid, _new_gid(lk, creds))
+    pa = _may_create(lk, creds)
+    mode &= 0o7777
+    if pa.mode & st.S_ISGID:
+        mode |= st.S_ISGID              # a setgid directory passes the bit on to subdirectories
+    lk.parent.inode.mkdir(name, mode, creds.fsuid, _new_gid(pa, creds))
 
 
 def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
@@ -76,9 +77,8 @@ def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
     if kind in (st.S_IFCHR, st.S_IFBLK) and creds.fsuid != 0:
         raise err(errno.EPERM)
     name = _new_name(lk)
-    _may_create(lk, creds)
     perms = mode & 0o7777
-    gid = _new_gid(lk, creds)
+    gid = _new_gid(_may_create(lk, creds), creds)
     if kind == st.S_IFREG:
         lk.parent.inode.create(name, perms, creds.fsuid, gid)
     else:
@@ -88,8 +88,7 @@ def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
 
 def symlink(lk: Lookup, creds, target: str) -> None:
     name = _new_name(lk)
-    _may_create(lk, creds)
-    lk.parent.inode.symlink(name, target, creds.fsuid, _new_gid(lk, creds))
+    lk.parent.inode.symlink(name, target, creds.fsuid, _new_gid(_may_create(lk, creds), creds))
 
 
 def link(old: Lookup, new: Lookup, creds) -> None:
@@ -226,7 +225,7 @@ def utimens(path: Path, creds, times: Optional[tuple]) -> None:
     """times: ((sec, nsec), (sec, nsec)) with UTIME_NOW/UTIME_OMIT, or None for now."""
     _writable(path)
     a = path.inode.getattr()
-    now = _now()
+    now = now_ns()
     if times is None or all(t[1] == UTIME_NOW for t in times):
         if not perm.is_owner(a, creds):
             perm.permission(a, creds, perm.MAY_WRITE)
@@ -250,11 +249,6 @@ def utimens(path: Path, creds, times: Optional[tuple]) -> None:
     elif not perm.is_owner(a, creds):
         perm.permission(a, creds, perm.MAY_WRITE)
     path.inode.setattr(atime_ns=vals[0], mtime_ns=vals[1])
-
-
-def _now() -> int:
-    import time
-    return time.time_ns()
 
 
 def truncate(path: Path, creds, length: int) -> None:
@@ -316,8 +310,8 @@ def open_(vfs, lk: Lookup, creds, flags: int, mode: int, devices) -> OpenResult:
         if lk.trailing_slash:
             raise err(errno.EISDIR)
         name = _new_name(lk)
-        _may_create(lk, creds)
-        inode = lk.parent.inode.create(name, mode & 0o7777, creds.fsuid, _new_gid(lk, creds))
+        gid = _new_gid(_may_create(lk, creds), creds)
+        inode = lk.parent.inode.create(name, mode & 0o7777, creds.fsuid, gid)
         path = lk.parent.child(name, inode)
         created = True
     elif flags & os.O_CREAT and flags & os.O_EXCL:
