@@ -258,8 +258,19 @@ def compile_static(source: str, output: Path) -> Path:
 # running umlpy
 
 
+# umlpy from this checkout, whatever an editable install points at.
+REPO = Path(__file__).resolve().parent.parent
+_BOOT = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+         "from umlpy.cli import main; sys.exit(main())")
+
+
+def umlpy_run(argv: Sequence[str], options: Sequence[str] = ()) -> list[str]:
+    """The command line of `umlpy run OPTIONS -- ARGV` from this checkout."""
+    return [sys.executable, "-c", _BOOT, "run", *options, "--", *argv]
+
+
 def umlpy_command(root: Path | str, argv: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "umlpy.cli", "run", "--root", str(root), "--", *argv]
+    return umlpy_run(argv, ["--root", str(root)])
 
 
 def guest_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

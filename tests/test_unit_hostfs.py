@@ -6,6 +6,7 @@ import stat as st
 import pytest
 
 from umlpy.fs.hostfs import META, HostFs
+from umlpy.fs.hostfs_meta import LOG_NAME
 
 
 @pytest.fixture
@@ -41,3 +42,38 @@ def test_a_reused_inode_number_does_not_inherit_a_symlink_owner(fs):
     for i in range(20):                         # ext4 hands its number out again
         g = fs.root.create(f"g{i}", 0o644, 0, 0)
         assert st.S_ISREG(g.getattr().mode), i
+
+
+def test_owners_without_xattrs_persist_in_a_hidden_log(fs, tmp_path):
+    fs.root.symlink("l", "target", 5, 6)
+    fs.root.mknod("p", st.S_IFIFO | 0o600, 0, 7, 8)
+    fs.root.mkdir("d", 0o755, 0, 0).symlink("l2", "x", 9, 9)
+    fs.root.unlink("p")
+    fs.sync()
+    again = HostFs(str(tmp_path))
+    try:
+        assert (again.root.lookup("l").getattr().uid, again.root.lookup("l").getattr().gid) == (5, 6)
+        assert again.root.lookup("d").lookup("l2").getattr().uid == 9
+        assert (tmp_path / LOG_NAME).exists()
+        assert LOG_NAME not in [n for n, _, _ in again.root.readdir()]
+        with pytest.raises(FileNotFoundError):
+            again.root.lookup(LOG_NAME)
+        with pytest.raises(PermissionError):
+            again.root.create(LOG_NAME, 0o644, 0, 0)
+        with pytest.raises(PermissionError):
+            again.root.rename("l", again.root, LOG_NAME)
+        os.mkfifo(tmp_path / "p")       # may reuse the inode number: the entry went with unlink
+        assert again.root.lookup("p").getattr().uid == os.getuid()
+    finally:
+        again.close()
+
+
+def test_a_torn_log_line_is_skipped(tmp_path):
+    (tmp_path / "l").symlink_to("t")
+    ino = (tmp_path / "l").lstat().st_ino
+    (tmp_path / LOG_NAME).write_text(f"{ino} 120000 3 4 120777 0\n{ino} 1200")
+    f = HostFs(str(tmp_path))
+    try:
+        assert f.root.lookup("l").getattr().uid == 3
+    finally:
+        f.close()

@@ -77,6 +77,18 @@ def test_mounts_are_crossed_both_ways(tree):
     assert resolve(tree, "/mnt/sub/../../etc/passwd")[0] == "/etc/passwd"
 
 
+def test_a_missing_mount_point_is_made_up_not_created(tree, tmp_path):
+    tree.mount(TmpFs(), "/run", "tmpfs")
+    assert not (tmp_path / "root" / "run").exists()
+    path, a = resolve(tree, "/run/..")
+    assert path == "/" and stat.S_ISDIR(a.mode)
+    run = tree.lookup("/run").must_exist()
+    run.inode.create("pidfile", 0o644, 0, 0)        # the tmpfs on it, not the host
+    assert resolve(tree, "/run/pidfile")[0] == "/run/pidfile"
+    assert not (tmp_path / "root" / "run").exists()
+    assert tree.lookup("/nothing").path is None
+
+
 def test_host_proc_is_never_reached(tree):
     v = Vfs()
     v.set_root(HostFs("/", readonly=True), "/")

@@ -5,11 +5,12 @@
 #   python3.11 bash  Debian's own, copied into the dynamic guest root
 #   gcc libc6-dev    tiny static test programs (a real segfault)
 #   libc-bin         ldd, to find the libraries of the dynamic guest root
+#   coreutils procps the host userland the VFS tests compare natively and in the guest (ps)
 set -eu
 
 cd "$(dirname "$0")/.."
 
-PACKAGES="busybox-static python3.11 bash gcc libc6-dev libc-bin coreutils"
+PACKAGES="busybox-static python3.11 bash gcc libc6-dev libc-bin coreutils procps"
 
 missing=""
 for p in $PACKAGES; do

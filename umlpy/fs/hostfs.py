@@ -10,7 +10,8 @@ own owner: an extended attribute `user.umlpy.stat` = "uid:gid:mode[:rdev]"
 (mode in octal with its type bits, as containers' rootless storage does), so
 they follow the inode through renames and hard links and persist with the
 directory. Device nodes and whiteouts are empty regular files carrying their
-type there. Symlinks cannot carry user xattrs: their overrides stay in memory.
+type there. Symlinks, FIFOs and sockets cannot carry user xattrs: theirs go to
+a log file at the top of the directory (hostfs_meta.py), hidden from the guest.
 The host's own procfs, sysfs and kin are never entered.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Dict, Iterable, Optional, Tuple
 
 from umlpy.fs import hostcalls
 from umlpy.fs.hostcalls import openat2
-from umlpy.vfs.inode import Attr, FileSystem, Inode, StatFs, dtype_of
+from umlpy.fs.hostfs_meta import MetaLog, is_private_name
+from umlpy.vfs.inode import RENAME_EXCHANGE, Attr, FileSystem, Inode, StatFs, dtype_of
 
 META = "user.umlpy.stat"
 GUEST_XATTR_PREFIX = "user.umlpy.x."     # where a guest's trusted.*/security.* go
@@ -69,10 +71,11 @@ class HostFs(FileSystem):
         self.root_fd = os.open(self.host_dir, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.magic = fstatfs(self.root_fd).f_type
         self.xattrs_ok = True
-        self.mem_meta: Dict[Tuple[int, int], tuple] = {}   # (dev, ino) -> (meta, host type)
+        self.meta_log = MetaLog(self.root_fd, writable=not readonly)
         self.root = HostInode(self, "", os.fstat(self.root_fd))
 
     def close(self) -> None:
+        self.meta_log.close()
         if self.root_fd >= 0:
             os.close(self.root_fd)
             self.root_fd = -1
@@ -84,6 +87,7 @@ class HostFs(FileSystem):
         return s
 
     def sync(self) -> None:
+        self.meta_log.sync()
         fd = os.open(self.host_dir, os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
@@ -108,25 +112,21 @@ class HostFs(FileSystem):
     # ---- the ownership side store ----
     def _in_xattr(self, s: os.stat_result) -> bool:
         """Linux allows user.* xattrs on regular files and directories only:
-        overrides of symlinks, FIFOs and sockets stay in memory."""
+        overrides of symlinks, FIFOs and sockets go to the log."""
         return self.xattrs_ok and (st.S_ISREG(s.st_mode) or st.S_ISDIR(s.st_mode))
 
-    def _mem_get(self, s: os.stat_result) -> Optional[Tuple[int, int, int, int]]:
-        entry = self.mem_meta.get((s.st_dev, s.st_ino))
-        # an entry of an inode number the host has since given to another object
-        if entry is None or entry[1] != st.S_IFMT(s.st_mode):
-            return None
-        return entry[0]
+    def _log_get(self, s: os.stat_result) -> Optional[Tuple[int, int, int, int]]:
+        return self.meta_log.get(s.st_ino, st.S_IFMT(s.st_mode))
 
     def read_meta(self, rel: str, s: os.stat_result) -> Optional[Tuple[int, int, int, int]]:
         if not self._in_xattr(s):
-            return self._mem_get(s)
+            return self._log_get(s)
         try:
             raw = os.getxattr(self.abspath(rel), META, follow_symlinks=False)
         except OSError as e:
             if e.errno in (errno.EOPNOTSUPP, errno.ENOTSUP):
                 self.xattrs_ok = False
-                return self._mem_get(s)
+                return self._log_get(s)
             return None
         try:
             parts = raw.decode().split(":")
@@ -139,11 +139,7 @@ class HostFs(FileSystem):
     def write_meta(self, rel: str, s: os.stat_result, meta: Optional[tuple]) -> None:
         """Store (uid, gid, mode, rdev), or drop the override when meta is None."""
         if not self._in_xattr(s):
-            key = (s.st_dev, s.st_ino)
-            if meta is None:
-                self.mem_meta.pop(key, None)
-            else:
-                self.mem_meta[key] = (meta, st.S_IFMT(s.st_mode))
+            self.meta_log.set(s.st_ino, st.S_IFMT(s.st_mode), meta)
             return
         path = self.abspath(rel)
         try:
@@ -215,8 +211,10 @@ class HostInode(Inode):
         rel = _join(self.rel, name)
         return HostInode(self.fs, rel, s, self.fs.read_meta(rel, s))
 
-    def _rw(self) -> None:
+    def _rw(self, name: Optional[str] = None) -> None:
         self.fs.check_writable()
+        if name is not None and not self.rel and is_private_name(name):
+            raise OSError(errno.EPERM, "the kernel's own ownership store")
 
     # ---- attributes ----
     def getattr(self) -> Attr:
@@ -287,7 +285,7 @@ class HostInode(Inode):
         return child
 
     def _lookup(self, name: str) -> "HostInode":
-        if self.sealed:
+        if self.sealed or not self.rel and is_private_name(name):
             raise OSError(errno.ENOENT, "no such file or directory")
         dfd = self._dirfd()
         sealed = False
@@ -314,7 +312,10 @@ class HostInode(Inode):
             with os.scandir(fd) as it:
                 for e in it:
                     dt = _dirent_type(e)
-                    if dt == 8 and self.fs.xattrs_ok:   # a regular file may carry another type
+                    if not self.rel and is_private_name(e.name):
+                        continue
+                    # a regular file may carry another type
+                    if dt == 8 and (self.fs.xattrs_ok or self.fs.meta_log.entries):
                         try:
                             s = e.stat(follow_symlinks=False)
                             meta = self.fs.read_meta(_join(self.rel, e.name), s)
@@ -334,7 +335,7 @@ class HostInode(Inode):
         return child
 
     def create(self, name: str, mode: int, uid: int, gid: int) -> "HostInode":
-        self._rw()
+        self._rw(name)
         dfd = self._dirfd()
         try:
             os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
@@ -344,7 +345,7 @@ class HostInode(Inode):
             os.close(dfd)
 
     def mkdir(self, name: str, mode: int, uid: int, gid: int) -> "HostInode":
-        self._rw()
+        self._rw(name)
         dfd = self._dirfd()
         try:
             os.mkdir(name, _host_mode(st.S_IFDIR | mode), dir_fd=dfd)
@@ -353,7 +354,7 @@ class HostInode(Inode):
             os.close(dfd)
 
     def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> "HostInode":
-        self._rw()
+        self._rw(name)
         kind = st.S_IFMT(mode) or st.S_IFREG
         if kind == st.S_IFREG:
             return self.create(name, mode, uid, gid)
@@ -362,8 +363,6 @@ class HostInode(Inode):
             if kind == st.S_IFIFO:
                 os.mkfifo(name, _host_mode(mode), dir_fd=dfd)
                 return self._made(dfd, name, uid, gid, mode)
-            if not self.fs.xattrs_ok:
-                raise OSError(errno.EPERM, "device nodes need xattrs on the host directory")
             # a device, socket or whiteout: an empty file that carries its type
             os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
                              _host_mode(st.S_IFREG), dir_fd=dfd))
@@ -372,15 +371,12 @@ class HostInode(Inode):
             except OSError:
                 os.unlink(name, dir_fd=dfd)
                 raise
-            if not self.fs.xattrs_ok:           # found out just now
-                os.unlink(name, dir_fd=dfd)
-                raise OSError(errno.EPERM, "device nodes need xattrs on the host directory")
             return child
         finally:
             os.close(dfd)
 
     def symlink(self, name: str, target: str, uid: int, gid: int) -> "HostInode":
-        self._rw()
+        self._rw(name)
         dfd = self._dirfd()
         try:
             os.symlink(target, name, dir_fd=dfd)
@@ -389,7 +385,7 @@ class HostInode(Inode):
             os.close(dfd)
 
     def link(self, name: str, inode: Inode) -> None:
-        self._rw()
+        self._rw(name)
         if not isinstance(inode, HostInode) or inode.fs is not self.fs:
             raise OSError(errno.EXDEV, "cross-device link")
         spfd, sname = inode._parent()
@@ -401,7 +397,7 @@ class HostInode(Inode):
             os.close(spfd)
 
     def unlink(self, name: str) -> None:
-        self._rw()
+        self._rw(name)
         dfd = self._dirfd()
         try:
             s = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -409,12 +405,12 @@ class HostInode(Inode):
                 raise OSError(errno.EISDIR, "is a directory")
             os.unlink(name, dir_fd=dfd)
             if s.st_nlink <= 1:
-                self.fs.mem_meta.pop((s.st_dev, s.st_ino), None)
+                self.fs.meta_log.set(s.st_ino, st.S_IFMT(s.st_mode), None)
         finally:
             os.close(dfd)
 
     def rmdir(self, name: str) -> None:
-        self._rw()
+        self._rw(name)
         dfd = self._dirfd()
         try:
             os.rmdir(name, dir_fd=dfd)
@@ -422,13 +418,20 @@ class HostInode(Inode):
             os.close(dfd)
 
     def rename(self, name: str, newdir: Inode, newname: str, flags: int = 0) -> None:
-        self._rw()
+        self._rw(name)
         if not isinstance(newdir, HostInode) or newdir.fs is not self.fs:
             raise OSError(errno.EXDEV, "cross-device rename")
+        newdir._rw(newname)
         dfd = self._dirfd()
         ndfd = newdir._dirfd()
         try:
+            try:
+                replaced = os.stat(newname, dir_fd=ndfd, follow_symlinks=False)
+            except FileNotFoundError:
+                replaced = None
             hostcalls.renameat2(dfd, name, ndfd, newname, flags)
+            if replaced is not None and replaced.st_nlink <= 1 and not flags & RENAME_EXCHANGE:
+                self.fs.meta_log.set(replaced.st_ino, st.S_IFMT(replaced.st_mode), None)
         finally:
             os.close(dfd)
             os.close(ndfd)

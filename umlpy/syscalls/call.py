@@ -81,6 +81,11 @@ class Call:
     def fd(self, i: int) -> int:
         return s32(self.args[i])
 
+    def owner(self, i: int) -> int:
+        """A uid_t/gid_t argument of chown: 32 bits, (uid_t)-1 means "leave it"."""
+        value = self.args[i] & 0xFFFFFFFF
+        return -1 if value == 0xFFFFFFFF else value
+
     def bytes_arg(self, i: int, max_len: int = 4096) -> bytes:
         return self.mem.read_str(self.ptr(i), max_len)
 

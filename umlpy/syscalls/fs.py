@@ -17,7 +17,7 @@ from umlpy.syscalls.call import AT_FDCWD, Call, Deferred, Fd
 from umlpy.syscalls.registry import syscall
 from umlpy.vfs import ops
 from umlpy.vfs.mount import Path
-from umlpy.vfs.namei import RESOLVE_ALL, Lookup
+from umlpy.vfs.namei import RESOLVE_ALL, RESOLVE_BENEATH, RESOLVE_IN_ROOT, Lookup
 from umlpy.vfs.statbuf import attr_from_host, pack_stat, pack_statx
 
 AT_SYMLINK_NOFOLLOW = 0x100
@@ -127,6 +127,8 @@ def sys_openat2(c: Call):
         return -errno.E2BIG
     flags, mode, resolve = struct.unpack_from("<QQQ", raw)
     if flags & ~VALID_OPEN or resolve & ~RESOLVE_ALL or mode & ~0o7777:
+        return -errno.EINVAL
+    if resolve & RESOLVE_BENEATH and resolve & RESOLVE_IN_ROOT:
         return -errno.EINVAL
     if mode and not (flags & os.O_CREAT or flags & O_TMPFILE == O_TMPFILE):
         return -errno.EINVAL

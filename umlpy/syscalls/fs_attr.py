@@ -19,10 +19,14 @@ _STATFS = struct.Struct("<7q2i3q32x")       # struct statfs, 120 bytes
 
 
 def fd_object(c: Call, fd: int) -> Path:
-    p = c.kernel.fds.path(c.task, fd)
-    if p is None:
+    """The object of an f* call (fchmod, fchown, futimens, f*xattr): EBADF
+    through an O_PATH descriptor, as Linux."""
+    _s, h = c.kernel.fds.lookup(c.task, fd)
+    if h is None:
         raise OSError(errno.EPERM if fd >= 0 else errno.EBADF, "not a file-system object")
-    return p
+    if h.o_path:
+        raise OSError(errno.EBADF, "O_PATH descriptor")
+    return h.path
 
 
 # ---- chmod ----
@@ -65,19 +69,19 @@ def chown_at(c: Call, dirfd: int, path: Optional[str], uid: int, gid: int, flags
 @syscall("chown", "lchown")
 def sys_chown(c: Call) -> int:
     flags = AT_SYMLINK_NOFOLLOW if c.nr == 94 else 0
-    return chown_at(c, AT_FDCWD, c.path(0), c.int(1), c.int(2), flags)
+    return chown_at(c, AT_FDCWD, c.path(0), c.owner(1), c.owner(2), flags)
 
 
 @syscall("fchown")
 def sys_fchown(c: Call) -> int:
-    ops.chown(fd_object(c, c.fd(0)), c.task.creds, c.int(1), c.int(2))
+    ops.chown(fd_object(c, c.fd(0)), c.task.creds, c.owner(1), c.owner(2))
     return 0
 
 
 @syscall("fchownat")
 def sys_fchownat(c: Call) -> int:
     flags = c.int(4)
-    return chown_at(c, c.fd(0), path_arg(c, 1, flags), c.int(2), c.int(3), flags)
+    return chown_at(c, c.fd(0), path_arg(c, 1, flags), c.owner(2), c.owner(3), flags)
 
 
 # ---- times ----

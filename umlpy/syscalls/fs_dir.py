@@ -21,6 +21,10 @@ def listing(c: Call, path: Path) -> list:
     parent = c.kernel.vfs.walker.up(path, c.task.fs.root)
     out = [(".", path.inode.ino, DT_DIR), ("..", parent.inode.ino, DT_DIR)]
     out.extend(path.inode.readdir())
+    glue = c.kernel.vfs.mounts.glue_names(path)
+    if glue:
+        have = {e[0] for e in out}
+        out.extend((name, inode.ino, DT_DIR) for name, inode in glue.items() if name not in have)
     return out
 
 
@@ -39,6 +43,8 @@ def _pack_old(name: bytes, ino: int, off: int, dtype: int) -> bytes:
 def do_getdents(c: Call, pack) -> int:
     fd, buf, count = c.fd(0), c.ptr(1), c.args[2] & 0xFFFFFFFF
     s, h = c.kernel.fds.lookup(c.task, fd)
+    if h is not None and h.o_path:
+        return -errno.EBADF
     if h is None or not h.is_dir:
         return -errno.ENOTDIR
     k = c.kernel.fds.dup(c.task, fd)

@@ -19,14 +19,16 @@ from typing import Dict, List, Optional, Tuple
 from umlpy.vfs.mount import Path
 
 Key = Tuple[int, int]
+_NO_ACCESS = os.O_ACCMODE      # "3": permission-checked, but neither readable nor writable
 
 
 class Handle:
-    __slots__ = ("path", "is_dir", "listing")
+    __slots__ = ("path", "is_dir", "o_path", "listing")
 
-    def __init__(self, path: Path, is_dir: bool = False) -> None:
+    def __init__(self, path: Path, is_dir: bool = False, o_path: bool = False) -> None:
         self.path = path
         self.is_dir = is_dir
+        self.o_path = o_path        # opened O_PATH: no data or attribute calls through it
         self.listing: Optional[List[tuple]] = None      # directory snapshot for getdents
 
 
@@ -40,10 +42,11 @@ class Handles:
         self._names = itertools.count()
         self.gc_hook = None         # callable returning the keys guests still hold
 
-    def register(self, key: Key, path: Path, is_dir: bool = False) -> Handle:
+    def register(self, key: Key, path: Path, is_dir: bool = False,
+                 o_path: bool = False) -> Handle:
         if len(self.by_key) >= self.GC_AT:
             self.collect()
-        h = Handle(path, is_dir)
+        h = Handle(path, is_dir, o_path)
         self.by_key[key] = h
         return h
 
@@ -58,8 +61,10 @@ class Handles:
         """A fresh host descriptor standing for `path` in one open.
 
         Never an O_PATH descriptor: seccomp's ADDFD refuses those (EBADF).
-        For O_PATH opens of non-directories a write-only memfd stands in,
-        so a read fails with EBADF natively, as on an O_PATH descriptor."""
+        For O_PATH opens of non-directories a memfd opened with access mode
+        3 stands in: Linux gives such a descriptor neither read nor write
+        access, so read(2) and write(2) fail with EBADF natively, as on an
+        O_PATH descriptor."""
         if is_dir:
             d = os.path.join(self.dir, str(next(self._names)))
             os.mkdir(d, 0o500)
@@ -70,11 +75,11 @@ class Handles:
         else:
             mfd = os.memfd_create("umlpy-path", os.MFD_CLOEXEC)
             try:
-                fd = os.open(f"/proc/self/fd/{mfd}", os.O_WRONLY | os.O_CLOEXEC)
+                fd = os.open(f"/proc/self/fd/{mfd}", _NO_ACCESS | os.O_CLOEXEC)
             finally:
                 os.close(mfd)
         s = os.fstat(fd)
-        self.register((s.st_dev, s.st_ino), path, is_dir)
+        self.register((s.st_dev, s.st_ino), path, is_dir, o_path)
         return fd
 
     def collect(self) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import errno
 import itertools
-from typing import Dict, Iterator, List, Optional, Tuple
+import stat as st
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from umlpy.vfs.inode import FileSystem, Inode
+from umlpy.vfs.inode import Attr, FileSystem, Inode, now_ns
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
@@ -31,6 +32,31 @@ class Dentry:
 
     def __repr__(self) -> str:
         return f"<Dentry {self.name!r} {self.inode.key}>"
+
+
+class GlueFs(FileSystem):
+    """Where made-up mount points live (see MountTable.add_glue)."""
+    readonly = True
+
+
+class GlueDir(Inode):
+    """An empty, read-only directory: the mount point of a missing directory."""
+    _inos = itertools.count(2)
+
+    def __init__(self, fs: GlueFs) -> None:
+        self.fs = fs
+        self.ino = next(self._inos)
+        self._attr = Attr(mode=st.S_IFDIR | 0o755, ino=self.ino, nlink=2,
+                          atime_ns=now_ns(), mtime_ns=now_ns(), ctime_ns=now_ns())
+
+    def getattr(self) -> Attr:
+        return self._attr.copy()
+
+    def lookup(self, name: str) -> Inode:
+        raise OSError(errno.ENOENT, "no such file or directory")
+
+    def readdir(self) -> Iterable[Tuple[str, int, int]]:
+        return []
 
 
 _mount_ids = itertools.count(21)        # Linux's first ids are small too; 1.. look odd
@@ -96,6 +122,10 @@ class MountTable:
         self.root: Optional[Mount] = None
         self._on: Dict[Tuple[int, Tuple[int, int]], List[Mount]] = {}
         self.order: List[Mount] = []
+        # mount points the kernel made up where a directory was missing:
+        # (mount id, directory inode key) -> {name: inode}
+        self._glue: Dict[Tuple[int, Tuple[int, int]], Dict[str, Inode]] = {}
+        self._glue_fs: Optional[GlueFs] = None
 
     def set_root(self, fs: FileSystem, source: str, flags: int = 0) -> Mount:
         m = Mount(fs, Dentry("/", None, fs.root), source, flags)
@@ -118,6 +148,22 @@ class MountTable:
         """The top mount on this place, if any."""
         stack = self._on.get((path.mount.id, path.inode.key))
         return stack[-1] if stack else None
+
+    def add_glue(self, parent: Path, name: str) -> Path:
+        """A directory `name` in `parent` that exists only in this namespace,
+        to mount on without writing to the parent's file system."""
+        if self._glue_fs is None:
+            self._glue_fs = GlueFs()
+        inode = GlueDir(self._glue_fs)
+        self._glue.setdefault((parent.mount.id, parent.inode.key), {})[name] = inode
+        return parent.child(name, inode)
+
+    def glue(self, parent: Path, name: str) -> Optional[Inode]:
+        names = self._glue.get((parent.mount.id, parent.inode.key))
+        return names.get(name) if names else None
+
+    def glue_names(self, parent: Path) -> Dict[str, Inode]:
+        return self._glue.get((parent.mount.id, parent.inode.key), {})
 
     def children(self, m: Mount) -> List[Mount]:
         return [c for c in self.order if c.parent is m]

@@ -128,9 +128,11 @@ class Walker:
             try:
                 inode = dir_inode.lookup(comp)
             except FileNotFoundError:
-                if last:
-                    return Lookup(cur, comp, None, trailing)
-                raise
+                inode = self.mounts.glue(cur, comp)
+                if inode is None:
+                    if last:
+                        return Lookup(cur, comp, None, trailing)
+                    raise
             child = self._down_mounts(cur.child(comp, inode), resolve)
             mode = child.inode.mode
             if st.S_ISLNK(mode) and (follow or not last):

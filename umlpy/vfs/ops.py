@@ -302,7 +302,10 @@ def open_(vfs, lk: Lookup, creds, flags: int, mode: int, devices) -> OpenResult:
     path = lk.path
     if flags & os.O_PATH:
         p = lk.must_exist()
-        return OpenResult(vfs.handles.standin(p, p.inode.is_dir(), True), path=p)
+        is_dir = p.inode.is_dir()
+        if flags & os.O_DIRECTORY and not is_dir:
+            raise err(errno.ENOTDIR)
+        return OpenResult(vfs.handles.standin(p, is_dir, True), path=p)
     created = False
     if path is None:
         if not flags & os.O_CREAT:
@@ -328,6 +331,8 @@ def open_(vfs, lk: Lookup, creds, flags: int, mode: int, devices) -> OpenResult:
                 # /proc/PID/fd/N of a pipe or socket: reopen the object itself
                 return OpenResult(path.inode.open(flags), path=None)
             raise err(errno.ELOOP)          # O_NOFOLLOW on a symlink
+        if kind == st.S_IFDIR and (acc != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC)):
+            raise err(errno.EISDIR)         # before the permission check, as Linux
         perm.permission(a, creds, _access_mask(flags))
         if flags & os.O_NOATIME and creds.fsuid not in (0, a.uid):
             raise err(errno.EPERM)

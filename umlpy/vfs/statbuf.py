@@ -14,6 +14,7 @@ STATX_BASIC_STATS = 0x7FF
 STATX_BTIME = 0x800
 STATX_MNT_ID = 0x1000
 STATX_SIZE = 256
+_U32 = 0xFFFFFFFF   # uid_t/gid_t: a file system's stored owner is never trusted to fit
 
 
 def _ns(t_ns: int):
@@ -33,15 +34,15 @@ def pack_stat(a: Attr) -> bytes:
     mt, mn = _ns(a.mtime_ns)
     ct, cn = _ns(a.ctime_ns)
     blocks = a.blocks if a.blocks else (a.size + 511) // 512
-    return _STAT.pack(a.dev, a.ino, a.nlink, a.mode, a.uid, a.gid, 0, a.rdev, a.size,
+    return _STAT.pack(a.dev, a.ino, a.nlink, a.mode, a.uid & _U32, a.gid & _U32, 0, a.rdev, a.size,
                       a.blksize, blocks, at, an, mt, mn, ct, cn)
 
 
 def pack_statx(a: Attr, mnt_id: int = 0) -> bytes:
     mask = STATX_BASIC_STATS | STATX_MNT_ID | (STATX_BTIME if a.btime_ns else 0)
     blocks = a.blocks if a.blocks else (a.size + 511) // 512
-    head = _STATX_HEAD.pack(mask, a.blksize, 0, a.nlink, a.uid, a.gid, a.mode, 0, a.ino,
-                            a.size, blocks, 0)
+    head = _STATX_HEAD.pack(mask, a.blksize, 0, a.nlink, a.uid & _U32, a.gid & _U32, a.mode, 0,
+                            a.ino, a.size, blocks, 0)
     times = b"".join(_TS.pack(*_ns(t), 0) for t in
                      (a.atime_ns, a.btime_ns, a.ctime_ns, a.mtime_ns))
     devs = struct.pack("<IIIIQ", os.major(a.rdev), os.minor(a.rdev),

@@ -61,13 +61,15 @@ class Vfs:
         return self.mounts.root_path()
 
     def mount(self, fs: FileSystem, where: str, source: str, flags: int = 0) -> Mount:
-        """Mount at a guest path (made as a directory on a writable parent if missing)."""
+        """Mount at a guest path. A missing mount point is made up in the
+        namespace (PRoot's "glue"): the kernel never writes into a user's
+        directory or image just to mount its own /proc, /sys or /dev."""
         root = self.root_path()
         lk = self.walker.walk(where, root, root, None)
         if lk.path is None:
-            lk.parent.inode.mkdir(lk.name, 0o755, 0, 0)
-            lk = self.walker.walk(where, root, root, None)
-        target = lk.must_exist()
+            target = self.mounts.add_glue(lk.parent, lk.name)
+        else:
+            target = lk.path
         if not target.inode.is_dir():
             raise OSError(errno.ENOTDIR, f"{where}: not a directory")
         return self.mounts.attach(fs, target, source, flags)
