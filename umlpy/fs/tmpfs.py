@@ -195,9 +195,12 @@ class TmpInode(XattrStore, Inode):
         return 0
 
     def getattr(self) -> Attr:
+        return self._attr(self._size(), 0)
+
+    def _attr(self, size: int, blocks: int) -> Attr:
         return Attr(mode=self._mode, ino=self.ino, nlink=self.nlink, uid=self.uid,
-                    gid=self.gid, rdev=self.rdev, size=self._size(), blksize=PAGE_SIZE,
-                    blocks=0, atime_ns=self.atime, mtime_ns=self.mtime,
+                    gid=self.gid, rdev=self.rdev, size=size, blksize=PAGE_SIZE,
+                    blocks=blocks, atime_ns=self.atime, mtime_ns=self.mtime,
                     ctime_ns=self.ctime, btime_ns=self.btime, dev=self.fs.dev)
 
     def setattr(self, *, mode: Optional[int] = None, uid: Optional[int] = None,
@@ -258,6 +261,7 @@ class TmpFile(TmpInode):
     def __init__(self, fs: TmpFs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, st.S_IFREG | (mode & 0o7777), uid, gid)
         self._fd = -1
+        self._key = (0, 0)          # the memfd's host identity, once it exists
         self.linkable = False       # an O_TMPFILE file not yet linked
         self._ctime_seen = 0        # host ctime after our own last change of the memfd
 
@@ -268,7 +272,9 @@ class TmpFile(TmpInode):
             weakref.finalize(self, _close_quietly, fd)
             os.utime(fd, ns=(self.atime, self.mtime))
             self._fd = fd
-            self._ctime_seen = os.fstat(fd).st_ctime_ns
+            s = os.fstat(fd)
+            self._ctime_seen = s.st_ctime_ns
+            self._key = (s.st_dev, s.st_ino)
             self.fs._files[self.ino] = self
         return self._fd
 
@@ -288,11 +294,8 @@ class TmpFile(TmpInode):
         return os.fstat(self._fd).st_size if self._fd >= 0 else 0
 
     def getattr(self) -> Attr:
-        s = self._sync_from_host()
-        a = super().getattr()
-        if s is not None:
-            a.size, a.blocks = s.st_size, s.st_blocks
-        return a
+        s = self._sync_from_host()          # one fstat: size, blocks and times
+        return self._attr(s.st_size, s.st_blocks) if s is not None else self._attr(0, 0)
 
     def _truncate(self, size: int) -> None:
         if size < 0:
@@ -330,8 +333,8 @@ class TmpFile(TmpInode):
         return os.open(f"/proc/self/fd/{fd}", (flags & _OPEN_KEEP) | os.O_CLOEXEC)
 
     def host_key(self) -> Optional[Tuple[int, int]]:
-        s = os.fstat(self.memfd())
-        return (s.st_dev, s.st_ino)
+        self.memfd()
+        return self._key
 
 
 class TmpSymlink(TmpInode):

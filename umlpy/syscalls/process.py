@@ -164,6 +164,10 @@ def sys_setsid(c: Call):
 
 
 # ---- calls naming another process in their first argument ----
+# sched_{set,get}param, sched_{set,get}scheduler, sched_rr_get_interval,
+# sched_{set,get}attr and pidfd_open check the sign; the others just find no process
+_NEGATIVE_PID_EINVAL = frozenset((142, 143, 144, 145, 148, 314, 315, 434))
+
 @syscall("prlimit64", "sched_setaffinity", "sched_getaffinity", "sched_setscheduler",
          "sched_getscheduler", "sched_setparam", "sched_getparam", "sched_rr_get_interval",
          "sched_setattr", "sched_getattr", "get_robust_list", "pidfd_open",
@@ -173,7 +177,7 @@ def sys_pid_first(c: Call):
     """pid 0 (the caller) runs natively; another pid is translated."""
     pid = c.int(0)
     if pid < 0:
-        return -errno.EINVAL
+        return -errno.EINVAL if c.nr in _NEGATIVE_PID_EINVAL else -errno.ESRCH
     c.set_arg(0, host_pid(c, pid))
     return PASS
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import stat
 import struct
 
 import umlpy
@@ -75,7 +76,13 @@ def sys_ioctl(c: Call):
     if cmd in (TIOCGPGRP, TIOCGSID):
         c.on_exit(_pid_out)
         return PASS
-    # TIOCSPGRP: the guest's pgid is rewritten in place and put back at exit
+    # TIOCSPGRP: the guest's pgid is rewritten in place and put back at exit;
+    # a bad descriptor or a non-terminal fails first, as in Linux
+    try:
+        if not stat.S_ISCHR(c.kernel.fds.stat(c.task, c.fd(0)).st_mode):
+            return -errno.ENOTTY
+    except OSError:
+        return -errno.EBADF
     addr = c.ptr(2)
     old = c.mem.read(addr, 4)
     pgid = struct.unpack("<i", old)[0]

@@ -68,7 +68,12 @@ class Attr:
     dev: int = 0
 
     def copy(self, **changes) -> "Attr":
-        return replace(self, **changes)
+        if changes:
+            return replace(self, **changes)
+        # the walk copies cached attributes often: skip dataclasses.replace's checks
+        twin = object.__new__(Attr)
+        twin.__dict__.update(self.__dict__)
+        return twin
 
 
 @dataclass

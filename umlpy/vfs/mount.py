@@ -120,7 +120,7 @@ class MountTable:
 
     def __init__(self) -> None:
         self.root: Optional[Mount] = None
-        self._on: Dict[Tuple[int, Tuple[int, int]], List[Mount]] = {}
+        self.mount_points: Dict[Tuple[int, Tuple[int, int]], List[Mount]] = {}
         self.order: List[Mount] = []
         # mount points the kernel made up where a directory was missing:
         # (mount id, directory inode key) -> {name: inode}
@@ -140,13 +140,13 @@ class MountTable:
                root: Optional[Dentry] = None) -> Mount:
         """Mount fs (or, for a bind mount, the subtree at `root`) on `at`."""
         m = Mount(fs, root or Dentry("/", None, fs.root), source, flags, at.mount, at.dentry)
-        self._on.setdefault((at.mount.id, at.inode.key), []).append(m)
+        self.mount_points.setdefault((at.mount.id, at.inode.key), []).append(m)
         self.order.append(m)
         return m
 
     def mounted_on(self, path: Path) -> Optional[Mount]:
         """The top mount on this place, if any."""
-        stack = self._on.get((path.mount.id, path.inode.key))
+        stack = self.mount_points.get((path.mount.id, path.inode.key))
         return stack[-1] if stack else None
 
     def add_glue(self, parent: Path, name: str) -> Path:
@@ -174,9 +174,9 @@ class MountTable:
         if self.children(m):
             raise OSError(errno.EBUSY, "mount point busy")
         key = (m.parent.id, m.mountpoint.inode.key)
-        self._on[key].remove(m)
-        if not self._on[key]:
-            del self._on[key]
+        self.mount_points[key].remove(m)
+        if not self.mount_points[key]:
+            del self.mount_points[key]
         self.order.remove(m)
 
     def __iter__(self) -> Iterator[Mount]:

@@ -46,6 +46,10 @@ class Lookup:
         return self.path
 
 
+# a name of at most this many characters is within NAME_MAX bytes in any encoding
+_SHORT_NAME = NAME_MAX // 4
+
+
 def _components(path: str) -> List[str]:
     return [c for c in path.split("/") if c and c != "."]
 
@@ -60,10 +64,12 @@ class Walker:
 
     def _down_mounts(self, p: Path, resolve: int) -> Path:
         """Cross every mount stacked on `p`."""
+        on = self.mounts.mount_points      # MountTable.mounted_on, inlined: every step asks
         while True:
-            m = self.mounts.mounted_on(p)
-            if m is None:
+            stack = on.get((p.mount.id, p.dentry.inode.key))
+            if not stack:
                 return p
+            m = stack[-1]
             if resolve & RESOLVE_NO_XDEV:
                 raise OSError(errno.EXDEV, "crosses a mount")
             p = Path(m, m.root)
@@ -109,20 +115,26 @@ class Walker:
         todo = _components(path)
         todo.reverse()                  # a stack: pop() gives the next component
         links = 0
+        searcher = creds is not None and creds.fsuid != 0   # root searches everything
+        known_dir = False       # cur was just checked to be a directory
         while todo:
             comp = todo.pop()
             if comp == "..":
                 cur = self.up(cur, root, resolve)
+                known_dir = False
                 if not todo:
                     return Lookup(cur, "", cur, trailing)
                 continue
             dir_inode = cur.inode
-            attr = dir_inode.getattr()
-            if not st.S_ISDIR(attr.mode):
-                raise OSError(errno.ENOTDIR, "not a directory")
-            if creds is not None and creds.fsuid != 0:
+            if searcher:
+                attr = dir_inode.getattr()
+                if not st.S_ISDIR(attr.mode):
+                    raise OSError(errno.ENOTDIR, "not a directory")
                 perm.permission(attr, creds, perm.MAY_EXEC)
-            if len(comp.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            elif not known_dir and not st.S_ISDIR(dir_inode.mode):
+                raise OSError(errno.ENOTDIR, "not a directory")
+            known_dir = False
+            if len(comp) > _SHORT_NAME and len(comp.encode("utf-8", "surrogateescape")) > NAME_MAX:
                 raise OSError(errno.ENAMETOOLONG, "name too long")
             last = not todo
             try:
@@ -173,6 +185,7 @@ class Walker:
             if not st.S_ISDIR(mode):
                 raise OSError(errno.ENOTDIR, "not a directory")
             cur = child
+            known_dir = True
         return Lookup(cur, "", cur, trailing)
 
 
