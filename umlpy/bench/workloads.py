@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from umlpy.bench.registry import add_unique
 
+import itertools
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,3 +176,33 @@ register(Workload(
     metric=WALL_SECONDS,
     command=lambda ctx: ["/bin/true"],
 ))
+
+
+# ---- file-system workloads (guest/fileio.c), on a tmpfs on both sides ----
+def _fileio_command(mode: str) -> Callable[[WorkloadContext], list[str]]:
+    def command(ctx: WorkloadContext) -> list[str]:
+        # a fresh directory per sample: /dev/shm is the host's tmpfs natively
+        # and the guest kernel's own tmpfs under umlpy
+        scratch = f"/dev/shm/umlpy-bench-{os.getpid()}-{next(_fileio_runs)}"
+        return [str(ctx.guests["fileio"]), mode, str(ctx.iters), scratch]
+    return command
+
+
+_fileio_runs = itertools.count()
+
+for _mode, _desc, _iters, _quick in (
+        ("pread", "pread of 64 bytes from a 4 KiB tmpfs file", 20_000, 2_000),
+        ("openclose", "open + close of a tmpfs file", 5_000, 500),
+        ("stat", "stat of a tmpfs file", 5_000, 500),
+        ("bigio", "write 64 MiB to tmpfs, fsync, read it back (per round)", 3, 1),
+        ("files", "create, list with lstat (ls -l) and remove N tmpfs files (per file)",
+         2_000, 300)):
+    register(Workload(
+        name=_mode,
+        description=_desc + ", timed in the guest",
+        metric=NS_PER_OP,
+        command=_fileio_command(_mode),
+        guest="fileio",
+        iters=_iters,
+        quick_iters=_quick,
+    ))
