@@ -10,6 +10,10 @@ setup(
     install_requires=["cffi>=1.15", "python-ptrace>=0.9", "psutil>=5.9"],
     extras_require={"test": ["pytest>=7"], "bench": ["matplotlib"]},
     cffi_modules=["csrc/build_accel.py:ffibuilder"],
-    entry_points={"console_scripts": ["umlpy=umlpy.cli:main"]},
+    entry_points={"console_scripts": [
+        "umlpy=umlpy.cli:main",
+        "umlpy-mkcow=umlpy.block.toolmain:mkcow_main",
+        "umlpy-moo=umlpy.block.toolmain:moo_main",
+    ]},
     zip_safe=False,
 )
