@@ -10,7 +10,7 @@ from umlpy.fs.devfs import DevFs
 from umlpy.fs.hostfs import HostFs
 from umlpy.fs.tmpfs import TmpFs
 from umlpy.kernel.task import Creds, PidNamespace
-from umlpy.vfs import namei
+from umlpy.vfs import namei, ops
 from umlpy.vfs.vfs import Vfs
 
 
@@ -135,3 +135,46 @@ def test_pid_namespace_translation():
     assert ns.to_host(1) is None
     assert ns.alloc(5001) == 3               # a reused host pid gets a fresh guest pid
     assert ns.to_host(2) is None
+
+
+# ---- the walk cache: never a stale answer ----
+@pytest.fixture
+def tmproot(tmp_path):
+    v = Vfs()
+    v.set_root(TmpFs(mode=0o755), "tmpfs")
+    (tmp_path / "host").mkdir()
+    v.mount(HostFs(str(tmp_path / "host")), "/host", "hostfs")
+    yield v
+    v.close()
+
+
+def test_cached_walks_follow_every_name_change(tmproot):
+    v, root = tmproot, Creds()
+    lk = v.lookup("/d", creds=root)
+    assert lk.path is None                              # cached as missing
+    ops.mkdir(lk, root, 0o755)
+    lk = v.lookup("/d/f", creds=root)
+    assert lk.path is None
+    assert ops.open_(v, lk, root, os.O_CREAT | os.O_WRONLY, 0o644, None).path is not None
+    assert v.lookup("/d/f", creds=root).path is not None
+    ops.rename(v.lookup("/d/f", creds=root), v.lookup("/d/g", creds=root), root, 0, v.mounts)
+    assert v.lookup("/d/f", creds=root).path is None
+    ops.symlink(v.lookup("/d/l", creds=root), root, "g")
+    assert v.lookup("/d/l", creds=root).path.inode is v.lookup("/d/g", creds=root).path.inode
+    ops.unlink(v.lookup("/d/g", creds=root), root, v.mounts)
+    assert v.lookup("/d/l", creds=root).path is None    # the link dangles now
+    user = Creds(ruid=1000, euid=1000, suid=1000, fsuid=1000, rgid=1000, egid=1000,
+                 sgid=1000, fsgid=1000)
+    assert v.lookup("/d/l", creds=user).path is None
+    ops.chmod(v.lookup("/d", creds=root).path, root, 0o700)
+    with pytest.raises(PermissionError):                # search permission re-checked
+        v.lookup("/d/l", creds=user)
+    v.mount(TmpFs(), "/d", "tmpfs")
+    assert v.lookup("/d/l", creds=root).path is None    # the mount hides the old contents
+
+
+def test_host_directories_are_never_cached(tmproot, tmp_path):
+    v = tmproot
+    assert v.lookup("/host/new", creds=Creds()).path is None
+    (tmp_path / "host" / "new").write_text("made by the host")
+    assert v.lookup("/host/new", creds=Creds()).path is not None

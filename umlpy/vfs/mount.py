@@ -14,6 +14,17 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from umlpy.vfs.inode import Attr, FileSystem, Inode, now_ns
 
+
+# The walk cache (namei.Walker.walk) is valid while this counter stands still.
+# Every change to names, search permissions or mounts moves it, so a cached
+# walk is always what a fresh walk would give.
+generation = [0]
+
+
+def names_changed() -> None:
+    """Forget every cached walk: a name, a permission or a mount changed."""
+    generation[0] += 1
+
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
 MNT_FORCE, MNT_DETACH, UMOUNT_NOFOLLOW = 1, 2, 8
@@ -128,6 +139,7 @@ class MountTable:
         self._glue_fs: Optional[GlueFs] = None
 
     def set_root(self, fs: FileSystem, source: str, flags: int = 0) -> Mount:
+        names_changed()
         m = Mount(fs, Dentry("/", None, fs.root), source, flags)
         self.root = m
         self.order.insert(0, m)
@@ -139,6 +151,7 @@ class MountTable:
     def attach(self, fs: FileSystem, at: Path, source: str, flags: int = 0,
                root: Optional[Dentry] = None) -> Mount:
         """Mount fs (or, for a bind mount, the subtree at `root`) on `at`."""
+        names_changed()
         m = Mount(fs, root or Dentry("/", None, fs.root), source, flags, at.mount, at.dentry)
         self.mount_points.setdefault((at.mount.id, at.inode.key), []).append(m)
         self.order.append(m)
@@ -152,6 +165,7 @@ class MountTable:
     def add_glue(self, parent: Path, name: str) -> Path:
         """A directory `name` in `parent` that exists only in this namespace,
         to mount on without writing to the parent's file system."""
+        names_changed()
         if self._glue_fs is None:
             self._glue_fs = GlueFs()
         inode = GlueDir(self._glue_fs)
@@ -169,6 +183,7 @@ class MountTable:
         return [c for c in self.order if c.parent is m]
 
     def detach(self, m: Mount) -> None:
+        names_changed()
         if m is self.root:
             raise OSError(errno.EBUSY, "cannot unmount the root")
         if self.children(m):

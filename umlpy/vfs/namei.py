@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from umlpy.vfs import perm
-from umlpy.vfs.mount import MountTable, Path
+from umlpy.vfs.mount import MountTable, Path, generation
 
 MAXSYMLINKS = 40
 PATH_MAX = 4096
@@ -24,6 +24,7 @@ NAME_MAX = 255
 RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
 RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
 RESOLVE_ALL = 0x3F
+WALK_CACHE_MAX = 8192
 
 
 @dataclass
@@ -61,6 +62,8 @@ def _is_mount_root(p: Path) -> bool:
 class Walker:
     def __init__(self, mounts: MountTable) -> None:
         self.mounts = mounts
+        self._cache: dict = {}
+        self._cache_generation = -1
 
     def _down_mounts(self, p: Path, resolve: int) -> Path:
         """Cross every mount stacked on `p`."""
@@ -98,7 +101,36 @@ class Walker:
         """Resolve `path` from `start` (relative) or `root` (absolute).
 
         follow: follow a symlink in the final component (a trailing slash
-        always does and requires a directory)."""
+        always does and requires a directory).
+
+        Walks that only crossed file systems whose names change through the
+        VFS alone (not hostfs, procfs...) and no magic link are remembered
+        until the next names_changed(): python's imports and compilers stat
+        the same paths over and over."""
+        if resolve:
+            return self._walk(path, start, root, creds, follow, resolve)[0]
+        if self._cache_generation != generation[0]:
+            self._cache.clear()
+            self._cache_generation = generation[0]
+        searcher = (creds.fsuid, creds.fsgid, tuple(creds.groups)) \
+            if creds is not None and creds.fsuid != 0 else creds is None
+        if path[:1] == "/":
+            key = (path, None, None, root.mount, root.dentry, follow, searcher)
+        else:
+            key = (path, start.mount, start.dentry, root.mount, root.dentry, follow, searcher)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        lk, cacheable = self._walk(path, start, root, creds, follow, resolve)
+        if cacheable:
+            if len(self._cache) >= WALK_CACHE_MAX:
+                self._cache.clear()
+            self._cache[key] = lk
+        return lk
+
+    def _walk(self, path: str, start: Path, root: Path, creds, follow: bool,
+              resolve: int) -> "tuple[Lookup, bool]":
+        """The walk itself; also says whether its result may be cached."""
         if path == "":
             raise OSError(errno.ENOENT, "empty path")
         if len(path) >= PATH_MAX:
@@ -115,6 +147,7 @@ class Walker:
         todo = _components(path)
         todo.reverse()                  # a stack: pop() gives the next component
         links = 0
+        stable = not cur.mount.fs.volatile     # cacheable so far
         searcher = creds is not None and creds.fsuid != 0   # root searches everything
         known_dir = False       # cur was just checked to be a directory
         while todo:
@@ -123,9 +156,11 @@ class Walker:
                 cur = self.up(cur, root, resolve)
                 known_dir = False
                 if not todo:
-                    return Lookup(cur, "", cur, trailing)
+                    return Lookup(cur, "", cur, trailing), stable and not cur.mount.fs.volatile
                 continue
             dir_inode = cur.inode
+            if stable and cur.mount.fs.volatile:
+                stable = False
             if searcher:
                 attr = dir_inode.getattr()
                 if not st.S_ISDIR(attr.mode):
@@ -143,7 +178,7 @@ class Walker:
                 inode = self.mounts.glue(cur, comp)
                 if inode is None:
                     if last:
-                        return Lookup(cur, comp, None, trailing)
+                        return Lookup(cur, comp, None, trailing), stable
                     raise
             child = self._down_mounts(cur.child(comp, inode), resolve)
             mode = child.inode.mode
@@ -153,16 +188,17 @@ class Walker:
                     raise OSError(errno.ELOOP, "too many levels of symbolic links")
                 magic = getattr(child.inode, "magic_target", None)
                 if magic is not None:
+                    stable = False          # /proc/PID/...: whose, depends on the caller
                     if resolve & RESOLVE_NO_MAGICLINKS:
                         raise OSError(errno.ELOOP, "magic link")
                     target = magic()
                     if target is None:          # an object with no path (pipe...)
                         if not last:
                             raise OSError(errno.ENOTDIR, "not a directory")
-                        return Lookup(cur, comp, child, trailing)
+                        return Lookup(cur, comp, child, trailing), stable and not child.mount.fs.volatile
                     cur = target
                     if not todo:
-                        return Lookup(cur, "", cur, trailing)
+                        return Lookup(cur, "", cur, trailing), stable and not cur.mount.fs.volatile
                     continue
                 text = child.inode.readlink()
                 if text.startswith("/"):
@@ -174,19 +210,19 @@ class Walker:
                 comps = _components(text)
                 if not comps:                   # "/" or "." : the directory itself
                     if not todo:
-                        return Lookup(cur, "", cur, trailing)
+                        return Lookup(cur, "", cur, trailing), stable and not cur.mount.fs.volatile
                     continue
                 todo.extend(reversed(comps))
                 continue
             if last:
                 if trailing and not st.S_ISDIR(mode) and not st.S_ISLNK(mode):
                     raise OSError(errno.ENOTDIR, "not a directory")
-                return Lookup(cur, comp, child, trailing)
+                return Lookup(cur, comp, child, trailing), stable and not child.mount.fs.volatile
             if not st.S_ISDIR(mode):
                 raise OSError(errno.ENOTDIR, "not a directory")
             cur = child
             known_dir = True
-        return Lookup(cur, "", cur, trailing)
+        return Lookup(cur, "", cur, trailing), stable and not cur.mount.fs.volatile
 
 
 def path_string(p: Path, root: Path) -> Optional[str]:

@@ -15,7 +15,7 @@ from typing import Optional
 from umlpy.vfs import perm
 from umlpy.vfs.inode import (RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Attr, check_name,
                              now_ns)
-from umlpy.vfs.mount import MS_NODEV, MS_NOEXEC, Path
+from umlpy.vfs.mount import MS_NODEV, MS_NOEXEC, Path, names_changed
 from umlpy.vfs.namei import Lookup
 
 O_TMPFILE = os.O_TMPFILE
@@ -62,6 +62,7 @@ def _new_gid(pa: Attr, creds) -> int:
 
 # ---- creating names ----
 def mkdir(lk: Lookup, creds, mode: int) -> None:
+    names_changed()
     name = _new_name(lk)
     pa = _may_create(lk, creds)
     mode &= 0o7777
@@ -71,6 +72,7 @@ def mkdir(lk: Lookup, creds, mode: int) -> None:
 
 
 def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
+    names_changed()
     kind = st.S_IFMT(mode) or st.S_IFREG
     if kind not in (st.S_IFREG, st.S_IFIFO, st.S_IFCHR, st.S_IFBLK, st.S_IFSOCK):
         raise err(errno.EINVAL)
@@ -87,11 +89,13 @@ def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
 
 
 def symlink(lk: Lookup, creds, target: str) -> None:
+    names_changed()
     name = _new_name(lk)
     lk.parent.inode.symlink(name, target, creds.fsuid, _new_gid(_may_create(lk, creds), creds))
 
 
 def link(old: Lookup, new: Lookup, creds) -> None:
+    names_changed()
     src = old.must_exist()
     if new.path is not None:
         raise err(errno.EEXIST)
@@ -125,6 +129,7 @@ def _victim(lk: Lookup, creds) -> Attr:
 
 
 def unlink(lk: Lookup, creds, mounts) -> None:
+    names_changed()
     if not lk.name:
         raise err(errno.EISDIR)
     a = _victim(lk, creds)
@@ -136,6 +141,7 @@ def unlink(lk: Lookup, creds, mounts) -> None:
 
 
 def rmdir(lk: Lookup, creds, mounts) -> None:
+    names_changed()
     if not lk.name:
         raise err(errno.EBUSY)
     if lk.name == ".":
@@ -162,6 +168,7 @@ def _is_ancestor(a: Path, b: Path) -> bool:
 
 
 def rename(old: Lookup, new: Lookup, creds, flags: int, mounts) -> None:
+    names_changed()
     if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT):
         raise err(errno.EINVAL)
     if flags & RENAME_EXCHANGE and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT):
@@ -199,6 +206,7 @@ def rename(old: Lookup, new: Lookup, creds, flags: int, mounts) -> None:
 
 # ---- attributes ----
 def chmod(path: Path, creds, mode: int) -> None:
+    names_changed()
     a = path.inode.getattr()
     mode = perm.chmod_mode(a, creds, mode)
     _writable(path)
@@ -208,6 +216,7 @@ def chmod(path: Path, creds, mode: int) -> None:
 
 
 def chown(path: Path, creds, uid: int, gid: int) -> None:
+    names_changed()
     a = path.inode.getattr()
     perm.check_chown(a, creds, uid, gid)
     _writable(path)
@@ -314,6 +323,7 @@ def open_(vfs, lk: Lookup, creds, flags: int, mode: int, devices) -> OpenResult:
             raise err(errno.EISDIR)
         name = _new_name(lk)
         gid = _new_gid(_may_create(lk, creds), creds)
+        names_changed()
         inode = lk.parent.inode.create(name, mode & 0o7777, creds.fsuid, gid)
         path = lk.parent.child(name, inode)
         created = True
