@@ -178,3 +178,17 @@ def test_host_directories_are_never_cached(tmproot, tmp_path):
     assert v.lookup("/host/new", creds=Creds()).path is None
     (tmp_path / "host" / "new").write_text("made by the host")
     assert v.lookup("/host/new", creds=Creds()).path is not None
+
+
+@pytest.mark.parametrize("where", ["/", "/host"])
+def test_a_rename_moves_the_paths_below_it(tmproot, where):
+    v, root = tmproot, Creds()
+    base = where.rstrip("/")
+    for d in ("a", "a/b", "x"):
+        ops.mkdir(v.lookup(f"{base}/{d}", creds=root), root, 0o755)
+    cwd = v.lookup(f"{base}/a/b", creds=root).must_exist()
+    ops.rename(v.lookup(f"{base}/a", creds=root), v.lookup(f"{base}/x/c", creds=root), root, 0,
+               v.mounts)
+    assert v.path_string(cwd) == f"{base}/x/c/b"
+    ops.mkdir(v.lookup("new", start=cwd, creds=root), root, 0o755)     # relative to the cwd
+    assert v.lookup(f"{base}/x/c/b/new", creds=root).path is not None

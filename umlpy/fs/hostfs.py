@@ -436,6 +436,11 @@ class HostInode(Inode):
             os.close(dfd)
             os.close(ndfd)
 
+    def moved(self, parent: Inode, name: str) -> None:
+        """The VFS renamed this object (or a directory above it): follow."""
+        if isinstance(parent, HostInode) and parent.fs is self.fs:
+            self.rel = _join(parent.rel, name)
+
     # ---- symlinks and data ----
     def readlink(self) -> str:
         if not st.S_ISLNK(self._mode):

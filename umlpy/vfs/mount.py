@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import itertools
 import stat as st
+import weakref
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from umlpy.vfs.inode import Attr, FileSystem, Inode, now_ns
@@ -31,15 +32,45 @@ MNT_FORCE, MNT_DETACH, UMOUNT_NOFOLLOW = 1, 2, 8
 
 
 class Dentry:
-    __slots__ = ("name", "parent", "inode")
+    """A name in a directory. One dentry per (parent, name) while anything
+    holds it, so that a rename can move it (d_move) and every cwd and open
+    directory below sees the new path."""
+    __slots__ = ("name", "parent", "inode", "kids", "__weakref__")
 
     def __init__(self, name: str, parent: Optional["Dentry"], inode: Inode) -> None:
         self.name = name
         self.parent = parent        # None at the root of its file system
         self.inode = inode
+        self.kids: Optional[weakref.WeakValueDictionary] = None
 
     def child(self, name: str, inode: Inode) -> "Dentry":
-        return Dentry(name, self, inode)
+        kids = self.kids
+        if kids is None:
+            kids = self.kids = weakref.WeakValueDictionary()
+        else:
+            d = kids.get(name)
+            if d is not None and d.inode is inode:
+                return d
+            if d is not None and d.inode.key == inode.key:
+                d.inode = inode         # hostfs makes a new object per lookup
+                return d
+        d = kids[name] = Dentry(name, self, inode)
+        return d
+
+    def move(self, parent: "Dentry", name: str) -> None:
+        """Rename: this dentry now is `name` in `parent`."""
+        self.drop()
+        self.parent, self.name = parent, name
+        if parent.kids is None:
+            parent.kids = weakref.WeakValueDictionary()
+        parent.kids[name] = self
+
+    def drop(self) -> None:
+        """The name is gone (unlinked, or replaced by a rename)."""
+        parent = self.parent
+        if parent is not None and parent.kids is not None and \
+                parent.kids.get(self.name) is self:
+            del parent.kids[self.name]
 
     def __repr__(self) -> str:
         return f"<Dentry {self.name!r} {self.inode.key}>"

@@ -138,6 +138,7 @@ def unlink(lk: Lookup, creds, mounts) -> None:
     if mounts.mounted_on(Path(lk.parent.mount, lk.path.dentry)) is not None:
         raise err(errno.EBUSY)
     lk.parent.inode.unlink(lk.name)
+    lk.path.dentry.drop()
 
 
 def rmdir(lk: Lookup, creds, mounts) -> None:
@@ -152,6 +153,7 @@ def rmdir(lk: Lookup, creds, mounts) -> None:
     if not st.S_ISDIR(a.mode):
         raise err(errno.ENOTDIR)
     lk.parent.inode.rmdir(lk.name)
+    lk.path.dentry.drop()
 
 
 def _is_ancestor(a: Path, b: Path) -> bool:
@@ -202,6 +204,25 @@ def rename(old: Lookup, new: Lookup, creds, flags: int, mounts) -> None:
             and _is_ancestor(new.path, old.parent):
         raise err(errno.EINVAL)
     old.parent.inode.rename(old.name, new.parent.inode, new.name, flags)
+    moved = old.path.dentry
+    if flags & RENAME_EXCHANGE:
+        _move(new.path.dentry, old.parent.dentry, old.name)
+    elif new.path is not None:
+        new.path.dentry.drop()
+    _move(moved, new.parent.dentry, new.name)
+
+
+def _move(d, parent, name: str) -> None:
+    """Move a dentry, and tell path-based inodes (hostfs) below it where they are."""
+    d.move(parent, name)
+    todo = [d]
+    while todo:
+        d = todo.pop()
+        moved = getattr(d.inode, "moved", None)
+        if moved is not None:
+            moved(d.parent.inode, d.name)
+        if d.kids:
+            todo.extend(d.kids.values())
 
 
 # ---- attributes ----
