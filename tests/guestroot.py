@@ -298,27 +298,40 @@ class GuestTimeout(AssertionError):
 def run_guest(root: Path | str, argv: Sequence[str], *, input: str | bytes | None = None,
               timeout: float = 120, env: Mapping[str, str] | None = None,
               text: bool = True) -> subprocess.CompletedProcess:
-    """Run ``argv`` in the guest rooted at ``root``; capture stdout and stderr.
+    """Run ``argv`` in the guest rooted at ``root``; capture stdout and stderr."""
+    return run_umlpy(umlpy_command(root, argv), input=input, timeout=timeout, env=env,
+                     text=text, cwd=str(root))
+
+
+def umlpy_boot(options: Sequence[str]) -> list[str]:
+    """The command line of `umlpy OPTIONS` (a UML-style boot) from this checkout."""
+    return [sys.executable, "-c", _BOOT, *options]
+
+
+def run_umlpy(cmd: Sequence[str], *, input: str | bytes | None = None, timeout: float = 120,
+              env: Mapping[str, str] | None = None, text: bool = True,
+              cwd: str | None = None) -> subprocess.CompletedProcess:
+    """Run an umlpy command line; capture stdout and stderr.
 
     umlpy is started in its own session; on timeout the whole session is
     killed and the test fails with whatever was printed so far.
     """
-    cmd = umlpy_command(root, argv)
     if text and isinstance(input, bytes):
         input = input.decode()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+    proc = subprocess.Popen(list(cmd),
+                            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text,
-                            env=guest_env(env), cwd=str(root), start_new_session=True)
+                            env=guest_env(env), cwd=cwd, start_new_session=True)
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         out, err = proc.communicate()
-        raise GuestTimeout(f"guest timed out after {timeout}s: {argv!r}\n"
+        raise GuestTimeout(f"guest timed out after {timeout}s: {list(cmd)!r}\n"
                            f"stdout: {out!r}\nstderr: {err!r}") from None
     finally:
         kill_group(proc)  # stray guest processes, if any survived umlpy
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return subprocess.CompletedProcess(list(cmd), proc.returncode, out, err)
 
 
 def describe(res: subprocess.CompletedProcess) -> str:

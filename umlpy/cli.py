@@ -1,11 +1,12 @@
-"""`umlpy run [--root DIR] [--upper DIR] [--cpu N|all] [--] COMMAND [ARGS...]`.
+"""The two ways to start umlpy.
 
-With no --root, the guest's / is the host's / read-only under a tmpfs that
-vanishes at exit (--upper DIR keeps the changes in DIR); with --root DIR
-alone, DIR is the guest's / read-write.
+`umlpy run [--root DIR] [--upper DIR] [--cpu N|all] [--] COMMAND [ARGS...]`:
+one sandboxed command. With no --root, the guest's / is the host's /
+read-only under a tmpfs that vanishes at exit (--upper DIR keeps the changes
+in DIR); with --root DIR alone, DIR is the guest's / read-write.
 
-(The UML-style boot command line, `umlpy ubd0=... init=...`, comes with the
-boot issue.)"""
+`umlpy [-c FILE] ubd0=root_fs mem=256M init=/bin/sh ...`: boot a machine the
+way UML boots (umlpy/boot/)."""
 from __future__ import annotations
 
 import argparse
@@ -136,7 +137,7 @@ def run(args) -> int:
             return 127
         env = [f"{k}={v}" for k, v in os.environ.items()]
         kernel.start(prog, argv, env, cwd)
-        code = report_status(_serve(kernel))
+        code = report_status(serve(kernel))
         if args.stats:
             counts = dict(kernel.tracer.stats(), oopses=kernel.oopses)
             print("umlpy: " + " ".join(f"{k}={v}" for k, v in counts.items()), file=sys.stderr)
@@ -146,7 +147,7 @@ def run(args) -> int:
         vfs.close()
 
 
-def _serve(kernel) -> int:
+def serve(kernel) -> int:
     """Run the guest with the terminal (if any) handed to its process group."""
     tty = _take_terminal(kernel.init.host_tgid)
 
@@ -186,12 +187,36 @@ def _give_back_terminal(pgrp: int) -> None:
         signal.signal(signal.SIGTTOU, old)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def boot_machine(argv: List[str]) -> int:
+    """`umlpy ubd0=... init=...`: UML's command line (or -c FILE)."""
+    from umlpy.boot import HELP, BootOptionError, load_boot_config
+    from umlpy.boot.sequence import BootError, boot
+    from umlpy.host import features
     try:
-        args = _parser().parse_args(argv)
-        if args.command != "run":
-            raise UsageError("usage: umlpy run [--root DIR] [--cpu N|all] [--] COMMAND [ARGS...]")
-        return run(args)
+        config, notes = load_boot_config(argv)
+    except BootOptionError as e:
+        raise UsageError(str(e)) from None
+    if config.show_help:
+        print(HELP)
+        return 0
+    if config.show_version:
+        print(f"umlpy {umlpy.__version__} ({umlpy.RELEASE})")
+        return 0
+    missing = features.problems()
+    if missing:
+        raise UsageError("; ".join(missing))
+    try:
+        return boot(config, notes, choose_cpu(None))
+    except BootError as e:
+        raise UsageError(str(e)) from None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv[:1] == ["run"]:
+            return run(_parser().parse_args(argv))
+        return boot_machine(argv)           # --help and --version are boot options too
     except UsageError as e:
         print(f"umlpy: {e}", file=sys.stderr)
         return 2

@@ -139,3 +139,11 @@ def fd_info(tid: int, fd: int) -> dict:
     except FileNotFoundError:
         raise _badf(fd) from None
     return out
+
+
+def caught_signals(tid: int) -> int:
+    """The mask of signals the process has a handler for (SigCgt: bit n-1 is signal n)."""
+    for line in read_proc_file(tid, "status").splitlines():
+        if line.startswith(b"SigCgt:"):
+            return int(line.split()[1], 16)
+    return 0

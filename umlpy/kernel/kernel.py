@@ -21,6 +21,7 @@ import umlpy.syscalls  # noqa: F401  (registers every handler)
 from umlpy.host import tracer as host
 from umlpy.kernel import lifecycle
 from umlpy.kernel.fds import Fds
+from umlpy.kernel.klog import KERN_ALERT, KernelLog
 from umlpy.kernel.loader import Loader
 from umlpy.kernel.task import Creds, FsContext, PidNamespace, Task, ThreadGroup
 from umlpy.syscalls import registry
@@ -33,8 +34,12 @@ ERESTART_CODES = (512, 513, 514, 516)   # -ERESTARTSYS .. -ERESTART_RESTARTBLOCK
 
 
 class Kernel:
-    def __init__(self, vfs, hostname: str = "umlpy") -> None:
+    def __init__(self, vfs, hostname: str = "umlpy", klog: Optional[KernelLog] = None) -> None:
         self.vfs = vfs
+        # the kernel log (dmesg); without a boot console, messages go to stderr as "umlpy: ..."
+        self.kmsg = klog if klog is not None else KernelLog(sys.stderr, prefix="umlpy: ")
+        self.shutdown_kind: Optional[str] = None   # "halt", "poweroff", "restart"
+        self.cad_reboots = True     # Ctrl-Alt-Del restarts (reboot(CAD_ON)), else SIGINT to init
         self.tracer = host.Tracer()
         self.pids = PidNamespace()
         self.loader = Loader(vfs, os.path.join(vfs.scratch, "exec"))
@@ -132,8 +137,8 @@ class Kernel:
             self.klog(f"unimplemented syscall {name} ({call.nr}): ENOSYS")
         return -errno.ENOSYS
 
-    def klog(self, msg: str) -> None:
-        print(f"umlpy: {msg}", file=sys.stderr, flush=True)
+    def klog(self, msg: str, level: int = KERN_ALERT) -> None:
+        self.kmsg.printk(msg, level)
 
     def _handle(self, call: Call):
         """Run the handler; returns its result or -errno."""
@@ -204,9 +209,11 @@ class Kernel:
         finally:
             os.close(fd)
 
-    def open_device(self, rdev: int, flags: int) -> int:
-        """A host descriptor for the character device `rdev` (the device table)."""
+    def open_device(self, rdev: int, flags: int, block: bool = False) -> int:
+        """A host descriptor for the device `rdev` (the device table)."""
         from umlpy.drivers import chardev
+        if block:
+            return chardev.open_block(self, rdev, flags)
         return chardev.open_device(self, rdev, flags)
 
     def on_seccomp(self, ev) -> None:
@@ -262,6 +269,14 @@ class Kernel:
         self.tracer.cont(ev.tid)
 
     # ---- shutdown ----
+    def shutdown(self, kind: str) -> None:
+        """reboot(2) from the guest: every guest process dies, the machine stops."""
+        if self.shutdown_kind is None:
+            self.shutdown_kind = kind
+            self.kmsg.printk({"halt": "reboot: System halted", "poweroff": "reboot: Power down",
+                              "restart": "reboot: Restarting system"}[kind])
+        self.kill_all()
+
     def kill_all(self) -> None:
         """SIGKILL every guest process (the first process died, or umlpy is stopping)."""
         self.shutting_down = True

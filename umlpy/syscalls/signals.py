@@ -8,10 +8,25 @@ import os
 import signal
 import struct
 
+from umlpy.host import procinfo
 from umlpy.kernel.lifecycle import SENDER_CODES
 from umlpy.syscalls.call import PASS, Call
 from umlpy.syscalls.process import host_pid
 from umlpy.syscalls.registry import TRACE, syscall
+
+
+def _init_ignores(c: Call, pid: int, sig: int) -> bool:
+    """A booted machine's init (pid 1) gets from its own processes only the
+    signals it has a handler for, as Linux's namespace init does."""
+    k = c.kernel
+    if not getattr(k, "init_protected", False) or k.init is None or sig == 0:
+        return False
+    if k.pids.to_host(pid) != k.init.host_tgid:
+        return False
+    try:
+        return not procinfo.caught_signals(k.init.host_tgid) >> (sig - 1) & 1
+    except OSError:
+        return False
 
 
 def _kill_everyone(c: Call, sig: int) -> int:
@@ -36,6 +51,8 @@ def sys_kill(c: Call):
         return -errno.EINVAL
     if pid == -1:
         return _kill_everyone(c, sig)
+    if pid > 0 and _init_ignores(c, pid, sig):
+        return 0
     if pid > 0:
         c.set_arg(0, host_pid(c, pid))
     elif pid < -1:
