@@ -8,9 +8,11 @@ import stat
 import struct
 
 import umlpy
+from umlpy.drivers import ubd
 from umlpy.syscalls.call import PASS, Call
 from umlpy.syscalls.process import guest_pid, host_pid
 from umlpy.syscalls.registry import TRACE, syscall
+from umlpy.vfs import ops
 
 UTS_LEN = 65
 TIOCGPGRP, TIOCSPGRP, TIOCSTI, TIOCGSID = 0x540F, 0x5410, 0x5412, 0x5429
@@ -60,6 +62,26 @@ def _pid_out(c: Call, ret: int):
     return None
 
 
+def _block_ioctl(c: Call, cmd: int):
+    """The block requests, for the guest's ubd nodes; the host answers the rest
+    (ENOTTY for a file or a pipe)."""
+    _s, h = c.kernel.fds.lookup(c.task, c.fd(0))
+    if h is None:
+        return PASS
+    a = ops.getattr_of(h.path)
+    if not stat.S_ISBLK(a.mode):
+        return -errno.ENOTTY
+    table = getattr(c.kernel, "ubd", None)
+    unit = table.by_rdev(a.rdev) if table is not None else None
+    if unit is None:
+        return -errno.ENXIO
+    answer = unit.ioctl(cmd)
+    if answer is not None:
+        value, size = answer
+        c.write(c.ptr(2), value.to_bytes(size, "little"))
+    return 0
+
+
 def _restore_word(addr: int, old: bytes):
     def fix(c: Call, ret: int):
         c.mem.write(addr, old)
@@ -67,12 +89,15 @@ def _restore_word(addr: int, old: bytes):
     return fix
 
 
-@syscall("ioctl", mode=TRACE, trap_if=(1, (TIOCGPGRP, TIOCSPGRP, TIOCSTI, TIOCGSID)),
+@syscall("ioctl", mode=TRACE,
+         trap_if=(1, (TIOCGPGRP, TIOCSPGRP, TIOCSTI, TIOCGSID) + ubd.BLOCK_IOCTLS),
          support="partial", note="TIOCSTI refused: it would type into the host's terminal")
 def sys_ioctl(c: Call):
     cmd = c.args[1] & 0xFFFFFFFF
     if cmd == TIOCSTI:
         return -errno.EPERM
+    if cmd in ubd.BLOCK_IOCTLS:
+        return _block_ioctl(c, cmd)
     if cmd in (TIOCGPGRP, TIOCGSID):
         c.on_exit(_pid_out)
         return PASS

@@ -374,9 +374,11 @@ def open_(vfs, lk: Lookup, creds, flags: int, mode: int, devices) -> OpenResult:
     if kind in (st.S_IFCHR, st.S_IFBLK):
         if path.mount.flags & MS_NODEV:
             raise err(errno.EACCES)
-        if kind == st.S_IFBLK:
-            raise err(errno.ENXIO)
-        return OpenResult(devices(a.rdev, flags), path=path)
+        fd = devices(a.rdev, flags, kind == st.S_IFBLK)
+        if kind == st.S_IFBLK:      # the host object is an image file: remember what it is
+            s = os.fstat(fd)
+            vfs.handles.register((s.st_dev, s.st_ino), path)
+        return OpenResult(fd, path=path)
     if kind == st.S_IFSOCK:
         raise err(errno.ENXIO)
     if acc != os.O_RDONLY or flags & os.O_TRUNC:
