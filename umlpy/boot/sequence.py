@@ -116,7 +116,7 @@ def _mount_root(vfs, ubd, config: BootConfig, klog: KernelLog) -> None:
     unit = ubd.get(index) if index is not None else None
     if unit is None:
         raise BootError(f"root={config.root}: no such device")
-    from umlpy.fs.blockfs import mount_block_fs
+    from umlpy.kernel.blockmount import mount_block_fs
     try:
         fs = mount_block_fs(unit, config.rootfstype, readonly, klog)
     except OSError as e:

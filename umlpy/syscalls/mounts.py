@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
+import stat as st
 
+from umlpy.kernel.blockmount import BLOCK_FS_TYPES, mount_block_fs, unmounted
 from umlpy.syscalls.call import AT_FDCWD, Call
 from umlpy.syscalls.fs import walk
 from umlpy.syscalls.registry import syscall
@@ -70,9 +72,29 @@ def sys_mount(c: Call) -> int:
     fstype = os.fsdecode(c.bytes_arg(2, 64)) if c.ptr(2) else ""
     data = os.fsdecode(c.bytes_arg(4, 4096)) if c.ptr(4) else ""
     source = os.fsdecode(c.bytes_arg(0, 4096)) if c.ptr(0) else "none"
-    fs = _new_fs(c, fstype, data)
+    if fstype in BLOCK_FS_TYPES or fstype == "auto":
+        fs = _block_fs(c, source, fstype, bool(flags & MS_RDONLY))
+    else:
+        fs = _new_fs(c, fstype, data)
     table.attach(fs, target, source, flags & _PER_MOUNT)
     return 0
+
+
+def _block_fs(c: Call, source: str, fstype: str, readonly: bool):
+    """ext2/3/4 on a ubd device node named by `source`."""
+    dev = walk(c, AT_FDCWD, source, True).must_exist()
+    a = dev.inode.getattr()
+    if not st.S_ISBLK(a.mode):
+        raise OSError(errno.ENOTBLK, "not a block device")
+    if dev.mount.flags & MS_NODEV:
+        raise OSError(errno.EACCES, "nodev mount")
+    table = getattr(c.kernel, "ubd", None)
+    unit = table.by_rdev(a.rdev) if table is not None else None
+    if unit is None:
+        raise OSError(errno.ENXIO, "no such device")
+    if unit.mounts:
+        raise OSError(errno.EBUSY, "already mounted")
+    return mount_block_fs(unit, fstype, readonly, c.kernel.kmsg)
 
 
 @syscall("umount2")
@@ -95,4 +117,6 @@ def sys_umount2(c: Call) -> int:
         m.fs.sync()
         if m.fs is not getattr(c.kernel, "devpts", None):
             m.fs.close()
+        for unit in getattr(c.kernel, "ubd", ()):
+            unmounted(unit, m.fs)
     return 0

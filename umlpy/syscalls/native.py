@@ -11,9 +11,9 @@ native(
     # I/O on descriptors the guest already holds (each is a real host fd)
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
     "preadv2", "pwritev2", "lseek", "close", "close_range", "dup", "dup2", "dup3",
-    "pipe", "pipe2", "fsync", "fdatasync",
+    "pipe", "pipe2",
     "ftruncate", "fadvise64", "fallocate", "sync_file_range", "flock",
-    "sendfile", "splice", "tee", "vmsplice", "copy_file_range", "readahead", "sync", "syncfs",
+    "sendfile", "splice", "tee", "vmsplice", "copy_file_range", "readahead",
     "select", "pselect6", "poll", "ppoll", "epoll_create", "epoll_create1", "epoll_ctl",
     "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2", "signalfd",
     "signalfd4", "timerfd_create", "timerfd_settime", "timerfd_gettime", "memfd_create",
