@@ -75,3 +75,37 @@ def test_bad_options_give_one_line(tmp_path, options, message):
     assert res.returncode == 2, describe(res)
     assert res.stderr.startswith(message) and res.stderr.count("\n") == 1, describe(res)
     assert "Traceback" not in res.stderr
+
+
+HOG = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    long mb = atol(argv[1]);
+    for (long i = 0; i < mb; i++) {
+        char *p = malloc(1 << 20);
+        memset(p, 1, 1 << 20);
+        usleep(2000);
+    }
+    printf("allocated %ld MiB\n", mb);
+    return 0;
+}
+"""
+
+
+def test_mem_is_reported_and_enforced(fresh_busybox_root):
+    import shutil
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc missing (sh tools/install-test-deps.sh)")
+    from guestroot import compile_static
+    compile_static(HOG, fresh_busybox_root / "bin" / "hog")
+    script = ("grep MemTotal /proc/meminfo; hog 200; echo status=$?; hog 4; "
+              "echo still running; poweroff -f\n")
+    res = boot(fresh_busybox_root, script, "mem=48M")
+    assert res.returncode == 0, describe(res)
+    assert "MemTotal:          49152 kB" in res.stdout, describe(res)
+    assert "Out of memory: Killed process" in res.stdout and "(hog)" in res.stdout
+    assert "status=137" in res.stdout and "allocated 200" not in res.stdout
+    assert "allocated 4 MiB\nstill running" in res.stdout, describe(res)

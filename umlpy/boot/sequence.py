@@ -22,6 +22,7 @@ import umlpy
 from umlpy.block.errors import BlockError
 from umlpy.boot.options import BootConfig
 from umlpy.kernel.klog import KERN_EMERG, KERN_NOTICE, KernelLog
+from umlpy.kernel.memory import OomWatcher
 
 INIT_CANDIDATES = ("/sbin/init", "/etc/init", "/bin/init", "/bin/sh")
 
@@ -74,6 +75,8 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
         kernel.ubd = ubd
         kernel.init_protected = True
         kernel.cmdline = " ".join(config.command_line)
+        kernel.mem_limit = config.mem
+        oom = OomWatcher(kernel, config.mem)
         standard.mount_kernel_filesystems(vfs, kernel)
         ubd.add_nodes(vfs.lookup("/dev").must_exist().inode)
         init = _find_init(vfs, config)
@@ -81,7 +84,11 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
         env = [f"{k}={v}" for k, v in config.init_env.items()]
         klog.printk(f"Run {init} as init process", KERN_NOTICE)
         kernel.start(init, argv, env, "/")
-        status = serve(kernel)
+        oom.start()
+        try:
+            status = serve(kernel)
+        finally:
+            oom.stop()
         if kernel.shutdown_kind is not None:
             return kernel.shutdown_kind, 0
         klog.printk("Kernel panic - not syncing: Attempted to kill init! "

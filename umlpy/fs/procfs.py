@@ -185,16 +185,8 @@ class ProcFs(SynthFs):
                 continue
 
     def _resident_bytes(self) -> int:
-        total = 0
-        for g in self.kernel.pids.live_groups():
-            t = leader(g)
-            if t is None:
-                continue
-            try:
-                total += int(procinfo.read_proc_file(t.host_tid, "statm").split()[1]) * PAGE_SIZE
-            except (OSError, ValueError, IndexError):
-                continue
-        return total
+        from umlpy.kernel.memory import resident_total
+        return resident_total(self.kernel)
 
     def _last_pid(self) -> int:
         return max(self.kernel.pids.by_guest, default=0)

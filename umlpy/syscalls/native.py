@@ -34,7 +34,7 @@ native(
     "getitimer", "setitimer", "alarm", "times",
     # threads, scheduling and limits of the caller itself
     "futex", "set_robust_list", "rseq", "sched_yield", "arch_prctl", "exit", "exit_group",
-    "getrandom", "getcpu", "getrlimit", "setrlimit", "getrusage", "sysinfo", "prctl",
+    "getrandom", "getcpu", "getrlimit", "setrlimit", "getrusage", "prctl",
     "personality", "sched_get_priority_max", "sched_get_priority_min",
     # an extra filter can only narrow; the host refuses a second listener (EBUSY)
     "seccomp",

@@ -6,9 +6,12 @@ import errno
 import socket
 import stat
 import struct
+import time
 
 import umlpy
 from umlpy.drivers import ubd
+from umlpy.host import procinfo
+from umlpy.kernel import memory
 from umlpy.syscalls.call import PASS, Call
 from umlpy.syscalls.process import guest_pid, host_pid
 from umlpy.syscalls.registry import TRACE, syscall
@@ -52,6 +55,42 @@ def sys_sethostname(c: Call) -> int:
 @syscall("setdomainname")
 def sys_setdomainname(c: Call) -> int:
     return _set_name(c, "domainname")
+
+
+# ---- sysinfo: the machine's own memory size (mem=) and processes ----
+_SYSINFO = struct.Struct("<q3Q6QH6x2QI4x")        # struct sysinfo, 112 bytes
+SI_LOAD_SHIFT = 16
+
+
+def _meminfo_kb(text: str) -> dict:
+    out = {}
+    for line in text.splitlines():
+        key, _sep, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            out[key] = int(parts[0]) * 1024
+    return out
+
+
+@syscall("sysinfo")
+def sys_sysinfo(c: Call) -> int:
+    k = c.kernel
+    host = _meminfo_kb(procinfo.read_host_proc("meminfo").decode())
+    loads = procinfo.read_host_proc("loadavg").split()[:3]
+    total = host.get("MemTotal", 0)
+    free = host.get("MemFree", 0)
+    limit = getattr(k, "mem_limit", None)
+    if limit is not None:
+        total = limit
+        free = min(free, max(0, limit - memory.resident_total(k)))
+    uptime = int(time.monotonic() - k.kmsg.start)
+    data = _SYSINFO.pack(uptime, *(int(float(x) * (1 << SI_LOAD_SHIFT)) for x in loads),
+                         total, free, min(host.get("Shmem", 0), total),
+                         min(host.get("Buffers", 0), total), host.get("SwapTotal", 0),
+                         host.get("SwapFree", 0), min(len(k.pids.live_groups()), 0xFFFF),
+                         0, 0, 1)
+    c.write(c.ptr(0), data)
+    return 0
 
 
 # ---- ioctl: only the pid-carrying and the dangerous requests stop ----
