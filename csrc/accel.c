@@ -239,7 +239,7 @@ static void child_fail(int sock, int err) {
 }
 
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
-              const void *filter, unsigned int filter_len) {
+              const void *filter, unsigned int filter_len, int console_fd) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return -errno;
@@ -257,7 +257,15 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
         sigprocmask(SIG_SETMASK, &empty, NULL);
         signal(SIGPIPE, SIG_DFL);   /* Python ignores these two; guests must not */
         signal(SIGXFSZ, SIG_DFL);
-        setpgid(0, 0);
+        if (console_fd >= 0) {
+            /* The first process gets the console as its stdio and controlling
+             * terminal, in a session of its own, as init does. */
+            if (setsid() < 0 || dup2(console_fd, 0) < 0 || dup2(console_fd, 1) < 0 ||
+                dup2(console_fd, 2) < 0 || ioctl(0, TIOCSCTTY, 0) < 0)
+                child_fail(s, errno);
+        } else {
+            setpgid(0, 0);
+        }
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         /* Only stdio and the handshake socket survive into the guest. */

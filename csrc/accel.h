@@ -59,7 +59,7 @@ void uml_set_fast(struct uml_ctx *c, int enabled);
 
 /* filter: array of struct sock_filter (8 bytes each). Returns host pid or -errno. */
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
-              const void *filter, unsigned int filter_len);
+              const void *filter, unsigned int filter_len, int console_fd);
 
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
 

@@ -29,7 +29,7 @@ int uml_listener_fd(struct uml_ctx *c);
 void uml_get_stats(struct uml_ctx *c, struct uml_stats *out);
 void uml_set_fast(struct uml_ctx *c, int enabled);
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
-              const void *filter, unsigned int filter_len);
+              const void *filter, unsigned int filter_len, int console_fd);
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
 int uml_cont(int tid, int sig);
 int uml_syscall(int tid, int sig);

@@ -260,13 +260,13 @@ def compile_static(source: str, output: Path) -> Path:
 
 # umlpy from this checkout, whatever an editable install points at.
 REPO = Path(__file__).resolve().parent.parent
-_BOOT = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+UMLPY_MAIN = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
          "from umlpy.cli import main; sys.exit(main())")
 
 
 def umlpy_run(argv: Sequence[str], options: Sequence[str] = ()) -> list[str]:
     """The command line of `umlpy run OPTIONS -- ARGV` from this checkout."""
-    return [sys.executable, "-c", _BOOT, "run", *options, "--", *argv]
+    return [sys.executable, "-c", UMLPY_MAIN, "run", *options, "--", *argv]
 
 
 def umlpy_command(root: Path | str, argv: Sequence[str]) -> list[str]:
@@ -305,7 +305,7 @@ def run_guest(root: Path | str, argv: Sequence[str], *, input: str | bytes | Non
 
 def umlpy_boot(options: Sequence[str]) -> list[str]:
     """The command line of `umlpy OPTIONS` (a UML-style boot) from this checkout."""
-    return [sys.executable, "-c", _BOOT, *options]
+    return [sys.executable, "-c", UMLPY_MAIN, *options]
 
 
 def run_umlpy(cmd: Sequence[str], *, input: str | bytes | None = None, timeout: float = 120,

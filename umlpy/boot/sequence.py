@@ -22,6 +22,7 @@ import umlpy
 from umlpy.block.errors import BlockError
 from umlpy.boot.options import BootConfig
 from umlpy.kernel.klog import KERN_EMERG, KERN_NOTICE, KernelLog
+from umlpy.drivers.console import ConsoleError, Consoles
 from umlpy.kernel.memory import OomWatcher
 
 INIT_CANDIDATES = ("/sbin/init", "/etc/init", "/bin/init", "/bin/sh")
@@ -78,12 +79,21 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
         kernel.mem_limit = config.mem
         oom = OomWatcher(kernel, config.mem)
         standard.mount_kernel_filesystems(vfs, kernel)
-        ubd.add_nodes(vfs.lookup("/dev").must_exist().inode)
+        devdir = vfs.lookup("/dev").must_exist().inode
+        ubd.add_nodes(devdir)
+        consoles = kernel.consoles = Consoles(config.consoles, klog.printk)
+        consoles.add_nodes(devdir)
         init = _find_init(vfs, config)
         argv = [init] + list(config.init_args)
         env = [f"{k}={v}" for k, v in config.init_env.items()]
         klog.printk(f"Run {init} as init process", KERN_NOTICE)
-        kernel.start(init, argv, env, "/")
+        try:
+            console_fd = consoles.console_fd()
+        except (ConsoleError, OSError) as e:
+            raise BootError(f"con0: {e}") from None
+        if console_fd >= 0:         # kernel messages go to the console line from now on
+            klog.console = os.fdopen(os.dup(console_fd), "w", buffering=1)
+        kernel.start(init, argv, env, "/", console_fd=console_fd)
         oom.start()
         try:
             status = serve(kernel)
@@ -97,6 +107,8 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
     finally:
         if kernel is not None:
             kernel.close()
+            if getattr(kernel, "consoles", None) is not None:
+                kernel.consoles.close()
         vfs.close()
         ubd.close()
 

@@ -91,13 +91,17 @@ class Tracer:
             self._ctx = None
 
     # ---- lifecycle ----
-    def spawn(self, path: str, argv: Sequence[str], envp: Sequence[str], bpf: bytes) -> int:
+    def spawn(self, path: str, argv: Sequence[str], envp: Sequence[str], bpf: bytes,
+              console_fd: int = -1) -> int:
+        """Fork and exec the first guest process under the filter `bpf`; with
+        console_fd, that terminal is its stdio and controlling terminal."""
         keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
         keep_env = [ffi.new("char[]", os.fsencode(e)) for e in envp]
         c_argv = ffi.new("char *[]", keep + [ffi.NULL])
         c_envp = ffi.new("char *[]", keep_env + [ffi.NULL])
         filt = ffi.from_buffer(bpf)
-        pid = lib.uml_spawn(self._ctx, os.fsencode(path), c_argv, c_envp, filt, len(bpf) // 8)
+        pid = lib.uml_spawn(self._ctx, os.fsencode(path), c_argv, c_envp, filt, len(bpf) // 8,
+                            console_fd)
         return _check(pid, "spawn")
 
     def set_fast_path(self, enabled: bool) -> None:

@@ -56,14 +56,15 @@ class Kernel:
         self.shutting_down = False
 
     # ---- boot ----
-    def start(self, path: str, argv: List[str], env: List[str], cwd: str = "/") -> None:
+    def start(self, path: str, argv: List[str], env: List[str], cwd: str = "/",
+              console_fd: int = -1) -> None:
         """Run the first process: its execve of the guest path `path` is the
-        first syscall the kernel serves."""
+        first syscall the kernel serves. console_fd: its terminal (boot)."""
         root = self.vfs.root_path()
         lk = self.vfs.lookup(cwd, root, root)
         fsctx = FsContext(lk.path if lk.path is not None and lk.path.inode.is_dir() else root, root)
         creds = Creds()
-        pid = self.tracer.spawn(path, argv, env, registry.build_filter())
+        pid = self.tracer.spawn(path, argv, env, registry.build_filter(), console_fd)
         tgid = self.pids.alloc(pid)
         group = ThreadGroup(tgid, pid, None)
         group.comm = os.path.basename(path)[:15]
