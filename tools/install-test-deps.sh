@@ -6,11 +6,13 @@
 #   gcc libc6-dev    tiny static test programs (a real segfault)
 #   libc-bin         ldd, to find the libraries of the dynamic guest root
 #   coreutils procps the host userland the VFS tests compare natively and in the guest (ps)
+#   e2fsprogs        mke2fs, e2fsck and debugfs: images made and checked by the real tools
+#   uml-utilities    uml_mkcow, uml_moo, uml_mconsole: UML's own clients, for compatibility
 set -eu
 
 cd "$(dirname "$0")/.."
 
-PACKAGES="busybox-static python3.11 bash gcc libc6-dev libc-bin coreutils procps"
+PACKAGES="busybox-static python3.11 bash gcc libc6-dev libc-bin coreutils procps e2fsprogs uml-utilities"
 
 missing=""
 for p in $PACKAGES; do
