@@ -14,6 +14,8 @@ setup(
         "umlpy=umlpy.cli:main",
         "umlpy-mkcow=umlpy.block.toolmain:mkcow_main",
         "umlpy-moo=umlpy.block.toolmain:moo_main",
+        "umlpy-mconsole=umlpy.drivers.mconsole_client:main",
+        "umlpy-mkimage=umlpy.images:main",
     ]},
     zip_safe=False,
 )

@@ -22,6 +22,7 @@ import umlpy
 from umlpy.block.errors import BlockError
 from umlpy.boot.options import BootConfig
 from umlpy.kernel.klog import KERN_EMERG, KERN_NOTICE, KernelLog
+from umlpy.boot.mconsole_host import start_mconsole
 from umlpy.drivers.console import ConsoleError, Consoles
 from umlpy.kernel.memory import OomWatcher
 
@@ -93,12 +94,17 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
             raise BootError(f"con0: {e}") from None
         if console_fd >= 0:         # kernel messages go to the console line from now on
             klog.console = os.fdopen(os.dup(console_fd), "w", buffering=1)
+        try:
+            mconsole = start_mconsole(kernel, config, klog.printk)
+        except OSError as e:
+            raise BootError(str(e.strerror or e)) from None
         kernel.start(init, argv, env, "/", console_fd=console_fd)
         oom.start()
         try:
             status = serve(kernel)
         finally:
             oom.stop()
+            mconsole.close()
         if kernel.shutdown_kind is not None:
             return kernel.shutdown_kind, 0
         klog.printk("Kernel panic - not syncing: Attempted to kill init! "
