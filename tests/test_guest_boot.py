@@ -109,3 +109,22 @@ def test_mem_is_reported_and_enforced(fresh_busybox_root):
     assert "Out of memory: Killed process" in res.stdout and "(hog)" in res.stdout
     assert "status=137" in res.stdout and "allocated 200" not in res.stdout
     assert "allocated 4 MiB\nstill running" in res.stdout, describe(res)
+
+
+def test_a_configuration_file_boots_the_same_machine(fresh_busybox_root, tmp_path):
+    conf = tmp_path / "vm.conf"
+    conf.write_text(f"""# coLinux style: one option a line
+root=/dev/root
+rootfstype=hostfs
+rootflags="{fresh_busybox_root}"
+kernel=vmlinux   # ignored, with a note
+mem=96
+init=/bin/sh
+""")
+    script = "cat /proc/cmdline; grep MemTotal /proc/meminfo; poweroff -f\n"
+    from_file = run_umlpy(umlpy_boot(["-c", str(conf), "quiet"]), input=script, timeout=60,
+                          cwd=str(tmp_path))
+    from_line = boot(fresh_busybox_root, script, "mem=96M", "quiet")
+    assert from_file.returncode == 0 and from_line.returncode == 0, describe(from_file)
+    assert "MemTotal:          98304 kB" in from_file.stdout, describe(from_file)
+    assert from_file.stdout.splitlines()[1:] == from_line.stdout.splitlines()[1:]
