@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -194,3 +195,22 @@ def test_cow_files_interoperate_with_uml_utilities(tmp_path):
                        capture_output=True)
         assert fsck(merged, "-n").returncode == 0
         assert debugfs(merged, f"cat /root/{name}") == text + "\n"
+
+
+PYTHON_WORKLOAD = """\
+cd /tmp
+python3 -c 'import sqlite3; c = sqlite3.connect("/tmp/t.db"); c.execute("create table t(x)"); \
+c.executemany("insert into t values(?)", [(i,) for i in range(1000)]); c.commit(); \
+print("sum", c.execute("select sum(x) from t").fetchone()[0])'
+"""
+
+
+def test_python_and_sqlite_on_an_ext4_root(dynamic_root, tmp_path):
+    img = make_image(tmp_path / "root.img", "ext4", dynamic_root, size="256M")
+    res = run_umlpy(umlpy_boot([f"ubd0={img}", "init=/bin/bash", "rw", "quiet"]),
+                    input=PYTHON_WORKLOAD, timeout=180, cwd=str(tmp_path))
+    assert res.returncode == 0 and "sum 499500" in res.stdout, describe(res)
+    assert fsck(img, "-n").returncode == 0
+    stat = debugfs(img, "stat /tmp/t.db")
+    size = re.search(r"Project: +\d+ +Size: (\d+)", stat)
+    assert "Type: regular" in stat and size and int(size.group(1)) > 0, stat

@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import pytest
 
-from guestroot import describe, guest_env, kill_group, umlpy_run
+from guestroot import describe, guest_env, run_umlpy, umlpy_run
 
 PY = "/usr/bin/python3"          # the same interpreter natively and in the guest
 SH = "/bin/sh"
@@ -50,20 +50,8 @@ def umlpy_argv(argv: Sequence[str], *, root: Optional[str] = None,
 
 def _run(cmd: Sequence[str], *, cwd: str, timeout: float, input: Optional[str],
          extra_env: Optional[Mapping[str, str]]) -> subprocess.CompletedProcess:
-    # A session of its own, so that a timeout kills every process it started.
-    proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env(extra_env), cwd=cwd, start_new_session=True)
-    try:
-        out, err = proc.communicate(input, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout}s: {cmd!r}\nstdout: {out!r}\n"
-                             f"stderr: {err!r}") from None
-    finally:
-        kill_group(proc)        # stray background children
-    return subprocess.CompletedProcess(list(cmd), proc.returncode, out, err)
+    return run_umlpy(cmd, input=input, timeout=timeout, env={"TZ": "UTC", **(extra_env or {})},
+                     cwd=cwd)
 
 
 def guest(argv: Sequence[str], *, root: Optional[str] = None, upper: Optional[str] = None,

@@ -54,16 +54,7 @@ class MachineConsole:
 
     def _signal_all(self, sig: int, spare_init: bool = False) -> int:
         k = self.kernel
-        hit = 0
-        for g in list(k.pids.live_groups()):
-            if spare_init and g is k.init:
-                continue
-            try:
-                os.kill(g.host_tgid, sig)
-                hit += 1
-            except OSError:
-                pass
-        return hit
+        return k.signal_all(sig, spare=(k.init,) if spare_init else ())
 
     # ---- sysrq ----
     def sysrq(self, key: str) -> str:

@@ -52,6 +52,9 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
     from umlpy.vfs import standard
     from umlpy.vfs.vfs import Vfs
 
+    if config.initrd:
+        raise BootError(f"initrd={config.initrd}: initial ramdisks are not supported; "
+                        "boot the root file system directly (ubd0= or rootfstype=hostfs)")
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     os.umask(0)

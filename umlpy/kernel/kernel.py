@@ -281,8 +281,17 @@ class Kernel:
     def kill_all(self) -> None:
         """SIGKILL every guest process (the first process died, or umlpy is stopping)."""
         self.shutting_down = True
-        for g in self.pids.live_groups():
+        self.signal_all(signal.SIGKILL)
+
+    def signal_all(self, sig: int, spare: tuple = ()) -> int:
+        """Send sig to every live guest process but those in `spare`; how many got it."""
+        hit = 0
+        for g in list(self.pids.live_groups()):
+            if g in spare:
+                continue
             try:
-                os.kill(g.host_tgid, signal.SIGKILL)
+                os.kill(g.host_tgid, sig)
+                hit += 1
             except OSError:
                 pass
+        return hit

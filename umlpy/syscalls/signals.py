@@ -4,7 +4,6 @@ signal reaches its target (see kernel.lifecycle.on_signal)."""
 from __future__ import annotations
 
 import errno
-import os
 import signal
 import struct
 
@@ -32,16 +31,7 @@ def _init_ignores(c: Call, pid: int, sig: int) -> bool:
 def _kill_everyone(c: Call, sig: int) -> int:
     """kill(-1): every guest process but the first one and the caller."""
     k = c.kernel
-    hit = 0
-    for g in k.pids.live_groups():
-        if g is k.init or g is c.task.group:
-            continue
-        try:
-            os.kill(g.host_tgid, sig)
-            hit += 1
-        except OSError:
-            pass
-    return 0 if hit else -errno.ESRCH
+    return 0 if k.signal_all(sig, spare=(k.init, c.task.group)) else -errno.ESRCH
 
 
 @syscall("kill", mode=TRACE)

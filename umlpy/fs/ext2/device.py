@@ -8,19 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional
 
-
-@runtime_checkable
-class BlockDevice(Protocol):
-    size: int
-    readonly: bool
-
-    def read(self, offset: int, length: int) -> bytes: ...
-
-    def write(self, offset: int, data: bytes) -> None: ...
-
-    def flush(self) -> None: ...
+from umlpy.block.device import BlockDevice  # noqa: F401  (the protocol, re-exported)
 
 
 def _check_range(offset: int, length: int, size: int) -> None:
