@@ -12,6 +12,7 @@ from umlpy.fs.devpts import PtyTable
 from umlpy.fs.procfs import ProcFs
 from umlpy.fs.synthetic import StaticDir, SynthFs
 from umlpy.fs.sysfs import SysFs
+from umlpy.host import procinfo
 from umlpy.kernel.fds import FdInfo
 from umlpy.kernel.task import Creds, FsContext, PidNamespace, Task, ThreadGroup
 from umlpy.vfs.handles import Handles
@@ -124,11 +125,6 @@ def read_path(walker: Walker, task: Task, path: str) -> bytes:
     lk = walk(walker, task, path)
     fd = lk.must_exist().inode.open(os.O_RDONLY)
     try:
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                return b"".join(chunks)
-            chunks.append(b)
+        return procinfo.read_fd(fd)
     finally:
         os.close(fd)

@@ -15,6 +15,7 @@ import umlpy
 from umlpy.block.errors import BlockError
 from umlpy.block.options import is_ubd_option, parse_ubd_option
 from umlpy.drivers.mconsole import MconsoleCommandError, format_version
+from umlpy.host import procinfo
 from umlpy.kernel.klog import KERN_INFO
 
 SYSRQ_HELP = ("sysrq: HELP : loglevel(0-9) reboot(b) crash(c) terminate-all-tasks(e) "
@@ -101,7 +102,6 @@ class MachineConsole:
 
     @staticmethod
     def kernel_proc(host_tid: int, name: str) -> bytes:
-        from umlpy.host import procinfo
         return procinfo.read_proc_file(host_tid, name)
 
     # ---- devices ----
@@ -164,13 +164,7 @@ class MachineConsole:
         except OSError:
             raise MconsoleCommandError("Failed to open file") from None
         try:
-            chunks = []
-            while True:
-                data = os.read(fd, 65536)
-                if not data:
-                    break
-                chunks.append(data)
-            return b"".join(chunks)
+            return procinfo.read_fd(fd)
         finally:
             os.close(fd)
 

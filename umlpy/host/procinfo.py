@@ -50,15 +50,20 @@ def host_sid(pid: int) -> int:
 
 
 # ---- raw reads for procfs/sysfs (the only place that opens /proc/<host pid>) ----
+def read_fd(fd: int) -> bytes:
+    """Everything left to read on a descriptor."""
+    chunks = []
+    while True:
+        b = os.read(fd, 65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
 def _read_all(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                return b"".join(chunks)
-            chunks.append(b)
+        return read_fd(fd)
     finally:
         os.close(fd)
 
