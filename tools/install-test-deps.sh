@@ -8,11 +8,13 @@
 #   coreutils procps the host userland the VFS tests compare natively and in the guest (ps)
 #   e2fsprogs        mke2fs, e2fsck and debugfs: images made and checked by the real tools
 #   uml-utilities    uml_mkcow, uml_moo, uml_mconsole: UML's own clients, for compatibility
+#   gdb strace       real debugger and tracer clients (the gdb stub, ptrace in the guest, --trace)
+#   iproute2         ip, to check the guest's interface list against the host's
 set -eu
 
 cd "$(dirname "$0")/.."
 
-PACKAGES="busybox-static python3.11 bash gcc libc6-dev libc-bin coreutils procps e2fsprogs uml-utilities"
+PACKAGES="busybox-static python3.11 bash gcc libc6-dev libc-bin coreutils procps e2fsprogs uml-utilities gdb strace iproute2"
 
 missing=""
 for p in $PACKAGES; do
