@@ -216,6 +216,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if argv[:1] == ["run"]:
             return run(_parser().parse_args(argv))
+        if argv[:1] == ["bench"]:
+            from umlpy.bench.__main__ import main as bench_main
+            return bench_main(argv[1:])
         return boot_machine(argv)           # --help and --version are boot options too
     except UsageError as e:
         print(f"umlpy: {e}", file=sys.stderr)

@@ -85,12 +85,19 @@ DEFAULT_RUNNERS: tuple[str, ...] = ("native", "umlpy")
 
 
 def select(names: str | None) -> list[Runner]:
-    """Runners named in a comma-separated list (default: native,umlpy).
+    """Runners named in a comma-separated list; by default native, umlpy and
+    every peer installed here (`--runners all` asks for every peer, so one
+    that is missing shows as unavailable in the results).
 
     The baseline always comes first, added if missing, so every row has
     something to take a ratio against and runs alternate starting with it.
     """
-    wanted = [n.strip() for n in (names or ",".join(DEFAULT_RUNNERS)).split(",") if n.strip()]
+    from umlpy.bench.peers import PEERS
+    if not names:
+        names = ",".join([*DEFAULT_RUNNERS, *(p for p in PEERS if RUNNERS[p].unavailable() is None)])
+    elif names == "all":
+        names = ",".join([*DEFAULT_RUNNERS, *PEERS])
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
     for name in wanted:
         if name not in RUNNERS:
             raise KeyError(f"unknown runner {name!r}; known: {', '.join(RUNNERS)}")

@@ -206,3 +206,43 @@ for _mode, _desc, _iters, _quick in (
         iters=_iters,
         quick_iters=_quick,
     ))
+
+
+register(Workload(
+    name="compute",
+    description="SHA-256 of 64 MiB in memory (per round), no syscalls, timed in the guest",
+    metric=NS_PER_OP,
+    command=_guest_command("compute"),
+    guest="compute",
+    iters=3,
+    quick_iters=1,
+))
+
+register(Workload(
+    name="pipe",
+    description="64 MiB through a pipe from a child to its parent in 64 KiB writes "
+                "(per 64 MiB), timed in the guest",
+    metric=NS_PER_OP,
+    command=_guest_command("pipe"),
+    guest="pipe",
+    iters=4,
+    quick_iters=1,
+))
+
+
+def _python_command(ctx: WorkloadContext) -> list[str]:
+    # The interpreter's start-up: dozens of opens, stats and mmaps of its
+    # stdlib, what every Python tool run inside a sandbox pays.
+    script = (f"i=0; while [ $i -lt {ctx.iters} ]; do python3 -c pass || exit 1; "
+              f"i=$((i+1)); done")
+    return ["/bin/sh", "-c", script]
+
+
+register(Workload(
+    name="python",
+    description="`python3 -c pass` N times from a shell, wall time",
+    metric=WALL_SECONDS,
+    command=_python_command,
+    iters=20,
+    quick_iters=3,
+))

@@ -5,7 +5,25 @@ are dropped here, and stops at 440, so newer syscalls are listed by hand.
 """
 from __future__ import annotations
 
-from ptrace.syscall import SYSCALL_NAMES
+import importlib.util
+import os
+
+
+def _python_ptrace_names() -> dict:
+    """python-ptrace's x86-64 table, loaded on its own: importing it through
+    `ptrace.syscall` runs that package's whole decoder (20 ms of every
+    umlpy start-up) for a dict of names."""
+    spec = importlib.util.find_spec("ptrace")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("python-ptrace is not installed (pip install python-ptrace)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "syscall", "linux", "x86_64.py")
+    table_spec = importlib.util.spec_from_file_location("_umlpy_ptrace_x86_64", path)
+    module = importlib.util.module_from_spec(table_spec)
+    table_spec.loader.exec_module(module)
+    return module.SYSCALL_NAMES
+
+
+SYSCALL_NAMES = _python_ptrace_names()
 
 _NEWER = {
     441: "epoll_pwait2", 442: "mount_setattr", 443: "quotactl_fd",
