@@ -192,3 +192,48 @@ def test_a_rename_moves_the_paths_below_it(tmproot, where):
     assert v.path_string(cwd) == f"{base}/x/c/b"
     ops.mkdir(v.lookup("new", start=cwd, creds=root), root, 0o755)     # relative to the cwd
     assert v.lookup(f"{base}/x/c/b/new", creds=root).path is not None
+
+
+# ---- the directory cache: "DIR/name" walks reuse DIR across file changes ----
+def test_directory_walks_follow_links_and_directories_that_change(tmproot):
+    v, root = tmproot, Creds()
+    for d in ("a", "b"):
+        ops.mkdir(v.lookup(f"/{d}", creds=root), root, 0o755)
+    ops.symlink(v.lookup("/l", creds=root), root, "a")
+    ops.open_(v, v.lookup("/l/f", creds=root), root, os.O_CREAT | os.O_WRONLY, 0o644, None)
+    assert v.lookup("/a/f", creds=root).path is not None
+    # a new name in the same directory is found with the cached prefix
+    ops.open_(v, v.lookup("/l/g", creds=root), root, os.O_CREAT | os.O_WRONLY, 0o644, None)
+    assert v.lookup("/l/g", creds=root).path.inode is v.lookup("/a/g", creds=root).path.inode
+    # the link now leads elsewhere: so must every walk through it
+    ops.unlink(v.lookup("/l", creds=root, follow=False), root, v.mounts)
+    ops.symlink(v.lookup("/l", creds=root, follow=False), root, "b")
+    assert v.lookup("/l/f", creds=root).path is None
+    # a directory removed and made again is the new one
+    ops.unlink(v.lookup("/a/f", creds=root), root, v.mounts)
+    ops.unlink(v.lookup("/a/g", creds=root), root, v.mounts)
+    ops.rmdir(v.lookup("/a", creds=root), root, v.mounts)
+    with pytest.raises(FileNotFoundError):
+        v.lookup("/a/f", creds=root)
+    ops.mkdir(v.lookup("/a", creds=root), root, 0o755)
+    ops.open_(v, v.lookup("/a/h", creds=root), root, os.O_CREAT | os.O_WRONLY, 0o644, None)
+    assert v.lookup("/a/h", creds=root).path is not None
+    # a file where a directory is expected
+    with pytest.raises(NotADirectoryError):
+        v.lookup("/a/h/x", creds=root)
+
+
+def test_names_below_a_volatile_root_are_never_cached(tmp_path):
+    """A tmpfs mounted on a host directory: a name the kernel adds behind the
+    VFS (a hot-plugged /dev node) is seen at once, even after a walk missed it."""
+    (tmp_path / "dev").mkdir()
+    v = Vfs()
+    v.set_root(HostFs(str(tmp_path)), str(tmp_path))
+    v.mount(TmpFs(), "/dev", "tmpfs")
+    try:
+        assert v.lookup("/dev/ubdb", creds=Creds()).path is None
+        v.lookup("/dev").must_exist().inode.mknod("ubdb", stat.S_IFBLK | 0o660,
+                                                 os.makedev(98, 16), 0, 6)
+        assert v.lookup("/dev/ubdb", creds=Creds()).path is not None
+    finally:
+        v.close()

@@ -17,6 +17,7 @@ from umlpy.block.options import is_ubd_option, parse_ubd_option
 from umlpy.drivers.mconsole import MconsoleCommandError, format_version
 from umlpy.host import procinfo
 from umlpy.kernel.klog import KERN_INFO
+from umlpy.vfs.mount import names_changed
 
 SYSRQ_HELP = ("sysrq: HELP : loglevel(0-9) reboot(b) crash(c) terminate-all-tasks(e) "
               "kill-all-tasks(i) show-memory-usage(m) sync(s) show-task-states(t) "
@@ -120,6 +121,7 @@ class MachineConsole:
             devdir.mknod(unit.name, st.S_IFBLK | 0o660, unit.rdev, 0, 6)
         except FileExistsError:
             pass
+        names_changed(structural=False)     # a guest walk may have cached its absence
         k.kmsg.printk(f"{unit.name}: {unit.device.size} bytes ({ubd_spec.config_string()})")
         return ""
 
@@ -138,6 +140,7 @@ class MachineConsole:
             k.vfs.lookup("/dev").must_exist().inode.unlink(unit.name)
         except OSError:
             pass
+        names_changed()
         return None
 
     def _unit(self, dev: str):

@@ -16,15 +16,23 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 from umlpy.vfs.inode import Attr, FileSystem, Inode, now_ns
 
 
-# The walk cache (namei.Walker.walk) is valid while this counter stands still.
-# Every change to names, search permissions or mounts moves it, so a cached
-# walk is always what a fresh walk would give.
+# The walk caches (namei.Walker.walk) are valid while these counters stand
+# still, so a cached walk is always what a fresh walk would give.
+# `generation` moves on every change to a name, a search permission or a
+# mount; `dir_generation` only on the changes that can alter where an
+# existing directory path leads (a directory or symlink removed or renamed,
+# a directory's permissions, a mount), not on a new name or a file's removal.
 generation = [0]
+dir_generation = [0]
 
 
-def names_changed() -> None:
-    """Forget every cached walk: a name, a permission or a mount changed."""
+def names_changed(structural: bool = True) -> None:
+    """Forget cached walks: a name, a permission or a mount changed.
+    structural=False for changes that leave every existing directory path
+    resolving as before (a name created, a regular file removed)."""
     generation[0] += 1
+    if structural:
+        dir_generation[0] += 1
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384

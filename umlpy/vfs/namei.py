@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from umlpy.vfs import perm
-from umlpy.vfs.mount import MountTable, Path, generation
+from umlpy.vfs.mount import MountTable, Path, dir_generation, generation
 
 MAXSYMLINKS = 40
 PATH_MAX = 4096
@@ -64,6 +64,8 @@ class Walker:
         self.mounts = mounts
         self._cache: dict = {}
         self._cache_generation = -1
+        self._dir_cache: dict = {}      # directory walks: key -> Path
+        self._dir_cache_generation = -1
 
     def _down_mounts(self, p: Path, resolve: int) -> Path:
         """Cross every mount stacked on `p`."""
@@ -121,12 +123,46 @@ class Walker:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        lk, cacheable = self._walk(path, start, root, creds, follow, resolve)
+        lk, cacheable = self._walk_from_dir(path, start, root, creds, follow, searcher)
         if cacheable:
             if len(self._cache) >= WALK_CACHE_MAX:
                 self._cache.clear()
             self._cache[key] = lk
         return lk
+
+    def _walk_from_dir(self, path: str, start: Path, root: Path, creds, follow: bool,
+                       searcher) -> "tuple[Lookup, bool]":
+        """Walk "DIR/name" as DIR (from the directory cache) and then one name.
+
+        Creating and removing files (tar x, a build) clears the walk cache
+        every time, but not where their directories lead: the directory
+        cache lives until a directory, symlink, permission or mount changes,
+        so such a walk costs one lookup instead of one per component."""
+        slash = path.rfind("/")
+        name = path[slash + 1:]
+        if slash <= 0 or name in ("", ".", "..") or len(path) >= PATH_MAX:
+            return self._walk(path, start, root, creds, follow, 0)
+        if self._dir_cache_generation != dir_generation[0]:
+            self._dir_cache.clear()
+            self._dir_cache_generation = dir_generation[0]
+        dir_path = path[:slash]
+        if path[:1] == "/":
+            key = (dir_path, None, None, root.mount, root.dentry, searcher)
+        else:
+            key = (dir_path, start.mount, start.dentry, root.mount, root.dentry, searcher)
+        where = self._dir_cache.get(key)
+        dir_cacheable = True            # only cacheable walks are in the cache
+        if where is None:
+            lk, dir_cacheable = self._walk(dir_path, start, root, creds, True, 0)
+            if lk.path is None:     # DIR does not exist: the full walk says how
+                return self._walk(path, start, root, creds, follow, 0)
+            where = lk.path
+            if dir_cacheable and where.inode.is_dir():
+                if len(self._dir_cache) >= WALK_CACHE_MAX:
+                    self._dir_cache.clear()
+                self._dir_cache[key] = where
+        lk, cacheable = self._walk(name, where, root, creds, follow, 0)
+        return lk, cacheable and dir_cacheable
 
     def _walk(self, path: str, start: Path, root: Path, creds, follow: bool,
               resolve: int) -> "tuple[Lookup, bool]":

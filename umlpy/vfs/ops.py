@@ -62,7 +62,7 @@ def _new_gid(pa: Attr, creds) -> int:
 
 # ---- creating names ----
 def mkdir(lk: Lookup, creds, mode: int) -> None:
-    names_changed()
+    names_changed(structural=False)
     name = _new_name(lk)
     pa = _may_create(lk, creds)
     mode &= 0o7777
@@ -72,7 +72,7 @@ def mkdir(lk: Lookup, creds, mode: int) -> None:
 
 
 def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
-    names_changed()
+    names_changed(structural=False)
     kind = st.S_IFMT(mode) or st.S_IFREG
     if kind not in (st.S_IFREG, st.S_IFIFO, st.S_IFCHR, st.S_IFBLK, st.S_IFSOCK):
         raise err(errno.EINVAL)
@@ -89,13 +89,13 @@ def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
 
 
 def symlink(lk: Lookup, creds, target: str) -> None:
-    names_changed()
+    names_changed(structural=False)
     name = _new_name(lk)
     lk.parent.inode.symlink(name, target, creds.fsuid, _new_gid(_may_create(lk, creds), creds))
 
 
 def link(old: Lookup, new: Lookup, creds) -> None:
-    names_changed()
+    names_changed(structural=False)
     src = old.must_exist()
     if new.path is not None:
         raise err(errno.EEXIST)
@@ -129,10 +129,12 @@ def _victim(lk: Lookup, creds) -> Attr:
 
 
 def unlink(lk: Lookup, creds, mounts) -> None:
-    names_changed()
+    names_changed(structural=False)
     if not lk.name:
         raise err(errno.EISDIR)
     a = _victim(lk, creds)
+    if st.S_ISLNK(a.mode):
+        names_changed()             # cached directory walks may cross this link
     if st.S_ISDIR(a.mode):
         raise err(errno.EISDIR)
     if mounts.mounted_on(Path(lk.parent.mount, lk.path.dentry)) is not None:
@@ -227,7 +229,7 @@ def _move(d, parent, name: str) -> None:
 
 # ---- attributes ----
 def chmod(path: Path, creds, mode: int) -> None:
-    names_changed()
+    names_changed(structural=path.inode.is_dir())      # search permission
     a = path.inode.getattr()
     mode = perm.chmod_mode(a, creds, mode)
     _writable(path)
@@ -237,7 +239,7 @@ def chmod(path: Path, creds, mode: int) -> None:
 
 
 def chown(path: Path, creds, uid: int, gid: int) -> None:
-    names_changed()
+    names_changed(structural=path.inode.is_dir())
     a = path.inode.getattr()
     perm.check_chown(a, creds, uid, gid)
     _writable(path)
@@ -344,7 +346,7 @@ def open_(vfs, lk: Lookup, creds, flags: int, mode: int, devices) -> OpenResult:
             raise err(errno.EISDIR)
         name = _new_name(lk)
         gid = _new_gid(_may_create(lk, creds), creds)
-        names_changed()
+        names_changed(structural=False)
         inode = lk.parent.inode.create(name, mode & 0o7777, creds.fsuid, gid)
         path = lk.parent.child(name, inode)
         created = True
