@@ -8,7 +8,7 @@ setup(
     package_data={"umlpy.bench": ["guest/*.c", "guest/*.h"]},
     python_requires=">=3.10",
     install_requires=["cffi>=1.15", "python-ptrace>=0.9", "psutil>=5.9", "google-crc32c>=1.5"],
-    extras_require={"test": ["pytest>=7", "hypothesis", "pexpect", "coverage"], "bench": ["matplotlib"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "hypothesis", "pexpect", "coverage"], "bench": ["matplotlib"]},
     cffi_modules=["csrc/build_accel.py:ffibuilder"],
     entry_points={"console_scripts": [
         "umlpy=umlpy.cli:main",

@@ -6,10 +6,12 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -46,6 +48,7 @@ struct uml_ctx {
     struct slot *tab;
     uint32_t cap, count;
     struct uml_stats stats;
+    int wakefd;             /* readable: uml_next returns UML_EV_INTR (debugger requests) */
 };
 
 static uint32_t hash_tid(int32_t tid, uint32_t cap) {
@@ -143,6 +146,7 @@ struct uml_ctx *uml_new(void) {
     if (!c)
         return NULL;
     c->lfd = -1;
+    c->wakefd = -1;
     c->fast = 1;
     c->cap = 1024;
     c->tab = calloc(c->cap, sizeof *c->tab);
@@ -238,8 +242,116 @@ static void child_fail(int sock, int err) {
     _exit(127);
 }
 
+/* ---- a network namespace of its own (--net=none) ---- */
+
+static int write_text(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    size_t len = strlen(text);
+    int e = write(fd, text, len) == (ssize_t)len ? 0 : errno;
+    close(fd);
+    return e;
+}
+
+/* unshare the network namespace (in a user namespace of one uid when not
+ * root), bring lo up and let every uid bind low ports: the guest's own root
+ * may bind port 80 in there, and its other users are checked by the kernel. */
+static int net_unshare(void) {
+    if (unshare(CLONE_NEWNET) != 0) {
+        if (errno != EPERM)
+            return errno;
+        unsigned int uid = geteuid(), gid = getegid();
+        char map[48];
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0)
+            return errno;
+        int e = write_text("/proc/self/setgroups", "deny");
+        snprintf(map, sizeof map, "%u %u 1\n", uid, uid);
+        if (!e)
+            e = write_text("/proc/self/uid_map", map);
+        snprintf(map, sizeof map, "%u %u 1\n", gid, gid);
+        if (!e)
+            e = write_text("/proc/self/gid_map", map);
+        if (e)
+            return e;
+    }
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    int e = 0;
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0)
+        e = errno;
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (!e && ioctl(s, SIOCSIFFLAGS, &ifr) != 0)
+        e = errno;
+    close(s);
+    if (!e)
+        e = write_text("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
+    return e;
+}
+
+int uml_net_agent(int *sock_out) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        /* The agent: it makes sockets in the namespace for the kernel (port
+         * forwarding) until the kernel closes its end or dies. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(0);
+        if (dup2(sv[1], 3) < 0)
+            _exit(127);
+        syscall(SYS_close_range, 4, ~0U, 0);
+        int e = net_unshare();
+        if (write(3, &e, sizeof e) != (ssize_t)sizeof e || e)
+            _exit(1);
+        for (;;) {
+            int req[3];
+            if (read(3, req, sizeof req) != (ssize_t)sizeof req)
+                _exit(0);
+            int fd = socket(req[0], req[1] | SOCK_CLOEXEC, req[2]);
+            if (fd < 0) {
+                e = errno;
+                if (write(3, &e, sizeof e) != (ssize_t)sizeof e)
+                    _exit(0);
+                continue;
+            }
+            if (send_fd(3, fd) != 0)
+                _exit(0);
+            close(fd);
+        }
+    }
+    close(sv[1]);
+    int word = -1;
+    ssize_t n;
+    do {
+        n = read(sv[0], &word, sizeof word);
+    } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof word || word != 0) {
+        close(sv[0]);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return n == (ssize_t)sizeof word && word > 0 ? -word : -EPROTO;
+    }
+    *sock_out = sv[0];
+    return pid;
+}
+
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
-              const void *filter, unsigned int filter_len, int console_fd) {
+              const void *filter, unsigned int filter_len, int console_fd,
+              int userns_fd, int netns_fd) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return -errno;
@@ -266,6 +378,13 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
         } else {
             setpgid(0, 0);
         }
+        /* --net=none: join the namespaces of the network agent */
+        if (userns_fd >= 0 && setns(userns_fd, CLONE_NEWUSER) != 0)
+            child_fail(s, errno);
+        if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) != 0)
+            child_fail(s, errno);
+        if (userns_fd >= 0)         /* new credentials made us undumpable: untraceable */
+            prctl(PR_SET_DUMPABLE, 1);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         /* Only stdio and the handshake socket survive into the guest. */
@@ -467,9 +586,10 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             ev->kind = UML_EV_NONE;
             return 0;
         }
-        struct pollfd pf[2] = {{.fd = c->sigfd, .events = POLLIN},
-                               {.fd = c->lfd, .events = POLLIN}};
-        int n = poll(pf, c->lfd >= 0 ? 2 : 1, have_children ? -1 : 100);
+        struct pollfd pf[3] = {{.fd = c->sigfd, .events = POLLIN},
+                               {.fd = c->lfd, .events = POLLIN},
+                               {.fd = c->wakefd, .events = POLLIN}};
+        int n = poll(pf, 3, have_children ? -1 : 100);   /* fd -1 entries are ignored */
         if (n < 0) {
             if (errno == EINTR) {
                 memset(ev, 0, sizeof *ev);
@@ -477,6 +597,13 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
                 return 0;
             }
             return -errno;
+        }
+        if (pf[2].revents & POLLIN) {
+            uint64_t count;
+            (void)!read(c->wakefd, &count, sizeof count);
+            memset(ev, 0, sizeof *ev);
+            ev->kind = UML_EV_INTR;
+            return 0;
         }
         if (c->lfd >= 0 && (pf[1].revents & POLLIN)) {
             if (take_notif(c, ev))
@@ -602,4 +729,13 @@ int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max) {
         done += (uint64_t)n;
     }
     return -ENAMETOOLONG;
+}
+
+/* ---- debugging (umlpy/debug) ---- */
+
+/* An eventfd another thread writes to when it has work for the tracing thread. */
+void uml_set_wake_fd(struct uml_ctx *c, int fd) { c->wakefd = fd; }
+
+int uml_singlestep(int tid, int sig) {
+    return ret_errno(ptrace(PTRACE_SINGLESTEP, tid, 0, (long)sig));
 }

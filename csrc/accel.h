@@ -59,7 +59,13 @@ void uml_set_fast(struct uml_ctx *c, int enabled);
 
 /* filter: array of struct sock_filter (8 bytes each). Returns host pid or -errno. */
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
-              const void *filter, unsigned int filter_len, int console_fd);
+              const void *filter, unsigned int filter_len, int console_fd,
+              int userns_fd, int netns_fd);
+/* --net=none: fork an agent in a network namespace of its own (and a user
+ * namespace when not root). Returns its pid and, in *sock_out, a socket on
+ * which the int[3] (family, type, protocol) asks it for a socket made there
+ * (answered with SCM_RIGHTS or an errno word); or -errno. */
+int uml_net_agent(int *sock_out);
 
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
 
@@ -90,5 +96,9 @@ int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid);
 int uml_task_del(struct uml_ctx *c, int tid);
+
+/* Debugging: a wake-up eventfd for uml_next (returns UML_EV_INTR), single-step. */
+void uml_set_wake_fd(struct uml_ctx *c, int fd);
+int uml_singlestep(int tid, int sig);
 
 #endif

@@ -29,7 +29,9 @@ int uml_listener_fd(struct uml_ctx *c);
 void uml_get_stats(struct uml_ctx *c, struct uml_stats *out);
 void uml_set_fast(struct uml_ctx *c, int enabled);
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
-              const void *filter, unsigned int filter_len, int console_fd);
+              const void *filter, unsigned int filter_len, int console_fd,
+              int userns_fd, int netns_fd);
+int uml_net_agent(int *sock_out);
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
 int uml_cont(int tid, int sig);
 int uml_syscall(int tid, int sig);
@@ -51,7 +53,21 @@ int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid);
 int uml_task_del(struct uml_ctx *c, int tid);
+void uml_set_wake_fd(struct uml_ctx *c, int fd);
+int uml_singlestep(int tid, int sig);
 """
+
+# UMLPY_ACCEL_INSTRUMENT=gcov builds the accelerator with gcov counters (the .gcda
+# files land beside the object files; README "Debugging and profiling" has the report
+# command). Unset: the normal optimized build.
+INSTRUMENT = {
+    "": ([], []),
+    "gcov": (["-O0", "--coverage"], ["--coverage"]),
+}
+_mode = os.environ.get("UMLPY_ACCEL_INSTRUMENT", "")
+if _mode not in INSTRUMENT:
+    raise SystemExit(f"UMLPY_ACCEL_INSTRUMENT={_mode!r}: expected one of "
+                     f"{', '.join(m for m in INSTRUMENT if m)}")
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
@@ -61,8 +77,8 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(HERE, "accel.c"))],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
-    + os.environ.get("UMLPY_CFLAGS", "").split(),
-    extra_link_args=os.environ.get("UMLPY_LDFLAGS", "").split(),
+    + INSTRUMENT[_mode][0] + os.environ.get("UMLPY_CFLAGS", "").split(),
+    extra_link_args=INSTRUMENT[_mode][1] + os.environ.get("UMLPY_LDFLAGS", "").split(),
 )
 
 if __name__ == "__main__":

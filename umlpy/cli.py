@@ -45,9 +45,35 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cpu", default=None,
                    help="pin the kernel and its guests to CPU N (default: one CPU), or 'all'")
     r.add_argument("--hostname", default="umlpy", help="the guest's host name")
-    r.add_argument("--stats", action="store_true", help="print event counts at exit")
+    r.add_argument("--net", default="host", choices=("host", "none"),
+                   help="host: the host's network (default); none: a loopback of its own")
+    r.add_argument("--forward", action="append", default=[], metavar="[tcp|udp:]HOST:GUEST",
+                   help="forward a host port to a guest port (needs --net=none; repeatable)")
+    r.add_argument("--counters", action="store_true",
+                   help="print the accelerator's event counts at exit")
+    _debug_options(r)
     r.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS...]")
     return p
+
+
+def _debug_options(r: argparse.ArgumentParser) -> None:
+    """umlpy/debug/: traces, statistics, profiles and the gdb stub."""
+    r.add_argument("--trace", default=None, metavar="FILE",
+                   help="log the guest's syscalls strace-style (--trace alone: to stderr)")
+    r.add_argument("--trace-filter", default=None, metavar="SET",
+                   help="strace's -e trace= set: names, %%file, %%process, ..., ! negates")
+    r.add_argument("--stats", action="store_true",
+                   help="per-syscall counts, times and latencies at exit, like strace -c")
+    r.add_argument("--profile", default=None, metavar="FILE",
+                   help="cProfile the kernel into FILE (read with python3 -m pstats)")
+    r.add_argument("--coverage", action="store_true",
+                   help="record coverage.py data of the kernel (python3 -m coverage report)")
+    r.add_argument("--gdb", default=None, metavar="PORT",
+                   help="a GDB remote stub on 127.0.0.1:PORT; the first process waits for gdb")
+
+
+VALUE_OPTIONS = {"--root", "--upper", "--cpu", "--hostname", "--trace-filter", "--profile",
+                 "--gdb"}
 
 
 def choose_cpu(spec: Optional[str]) -> Optional[int]:
@@ -114,6 +140,18 @@ def run(args) -> int:
         if d is not None and not os.path.isdir(d):
             raise UsageError(f"--{opt}: {d!r} is not a directory")
     cpu = choose_cpu(args.cpu)
+    from umlpy.net import setup as net_setup
+    from umlpy.net.policy import NetError
+    try:
+        netcfg = net_setup.config_from_run(args.net, args.forward)
+    except NetError as e:
+        raise UsageError(str(e)) from None
+    from umlpy.debug.session import DebugSession
+    try:
+        debug = DebugSession.from_args(args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    debug.begin()
     from umlpy.kernel.kernel import Kernel
     from umlpy.vfs import standard
     from umlpy.vfs.vfs import Vfs
@@ -129,7 +167,15 @@ def run(args) -> int:
         raise UsageError(f"cannot set up the root file system: {e.strerror}") from None
     kernel = Kernel(vfs, hostname=args.hostname)
     try:
+        try:
+            debug.attach(kernel)
+        except (OSError, ValueError) as e:
+            raise UsageError(str(e)) from None
         standard.mount_kernel_filesystems(vfs, kernel)
+        try:
+            net_setup.attach(kernel, netcfg)
+        except NetError as e:
+            raise UsageError(str(e)) from None
         cwd = standard.host_cwd_in_guest(vfs, args.root)
         prog = find_program(vfs, argv[0], os.environ.get("PATH", DEFAULT_PATH), cwd)
         if prog is None:
@@ -137,12 +183,18 @@ def run(args) -> int:
             return 127
         env = [f"{k}={v}" for k, v in os.environ.items()]
         kernel.start(prog, argv, env, cwd)
-        code = report_status(serve(kernel))
-        if args.stats:
+        net_setup.started(kernel)
+        debug.running()
+        try:
+            code = report_status(serve(kernel))
+        finally:
+            debug.finish(kernel)
+        if args.counters:
             counts = dict(kernel.tracer.stats(), oopses=kernel.oopses)
             print("umlpy: " + " ".join(f"{k}={v}" for k, v in counts.items()), file=sys.stderr)
         return code
     finally:
+        net_setup.detach(kernel)
         kernel.close()
         vfs.close()
 
@@ -215,7 +267,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv[:1] == ["run"]:
-            return run(_parser().parse_args(argv))
+            from umlpy.debug.session import normalize_argv
+            return run(_parser().parse_args(["run", *normalize_argv(argv[1:], VALUE_OPTIONS)]))
         if argv[:1] == ["bench"]:
             from umlpy.bench.__main__ import main as bench_main
             return bench_main(argv[1:])

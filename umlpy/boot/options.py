@@ -73,7 +73,9 @@ umlpy [OPTION...] [-- INIT-ARGS...]   boot options, UML style
   initrd=<file>            initial ramdisk image
   con[N]=<ch>[,<ch>]       console channels: fd:N null none port:N pty pts tty:<dev> xterm
   ssl[N]=<ch>[,<ch>]       serial line channels (same channels)
-  eth<N>=<transport>,...   network device (daemon ethertap mcast pcap slip slirp tuntap vde)
+  eth<N>=<transport>,...   network device: slirp (the host's network, outbound); without
+                           one the machine has only its own loopback (needs root)
+  hostfwd=tcp::8080-:80    forward a host port into a machine without eth0 (also udp:)
   umid=<name>              instance name (mconsole socket <uml_dir>/<umid>/mconsole)
   uml_dir=<dir>            instance directory root (default ~/.uml/)
   mconsole=notify:<sock>   tell <sock> the mconsole path once ready
@@ -104,6 +106,7 @@ class BootConfig:
     uml_dir: str = DEFAULT_UML_DIR                  # unexpanded, as given
     consoles: ChannelConfig = field(default_factory=ChannelConfig)
     net: Dict[int, str] = field(default_factory=dict)   # index -> "slirp", "tuntap,,,10.0.0.1"
+    hostfwd: List[str] = field(default_factory=list)    # qemu-style port forwards, as given
     quiet: bool = False
     noreboot: bool = False
     mconsole_notify: Optional[str] = None           # socket path from mconsole=notify:<path>
@@ -358,7 +361,17 @@ def _apply_net(config: BootConfig, option: str, value: str) -> None:
     config.net[index] = value
 
 
+def _set_hostfwd(config: BootConfig, option: str, value: str) -> None:
+    from umlpy.net.policy import NetError, parse_hostfwd
+    try:
+        parse_hostfwd(value)
+    except NetError as e:
+        raise BootOptionError(str(e)) from None
+    config.hostfwd.append(value)
+
+
 _VALUE_OPTIONS = {
+    "hostfwd": _set_hostfwd,
     "mem": _set_mem,
     "root": _setter("root"),
     "rootfstype": _setter("rootfstype"),

@@ -49,6 +49,8 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
     from umlpy.cli import report_status, serve
     from umlpy.drivers.ubd import UbdTable
     from umlpy.kernel.kernel import Kernel
+    from umlpy.net import setup as net_setup
+    from umlpy.net.policy import NetError
     from umlpy.vfs import standard
     from umlpy.vfs.vfs import Vfs
 
@@ -83,6 +85,10 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
         kernel.mem_limit = config.mem
         oom = OomWatcher(kernel, config.mem)
         standard.mount_kernel_filesystems(vfs, kernel)
+        try:
+            net_setup.attach(kernel, net_setup.config_from_boot(config))
+        except NetError as e:
+            raise BootError(str(e)) from None
         devdir = vfs.lookup("/dev").must_exist().inode
         ubd.add_nodes(devdir)
         consoles = kernel.consoles = Consoles(config.consoles, klog.printk)
@@ -102,6 +108,7 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
         except OSError as e:
             raise BootError(str(e.strerror or e)) from None
         kernel.start(init, argv, env, "/", console_fd=console_fd)
+        net_setup.started(kernel)
         oom.start()
         try:
             status = serve(kernel)
@@ -115,6 +122,7 @@ def _boot_once(config: BootConfig, notes: List[str], cpu: Optional[int]):
         return None, report_status(status)
     finally:
         if kernel is not None:
+            net_setup.detach(kernel)
             kernel.close()
             if getattr(kernel, "consoles", None) is not None:
                 kernel.consoles.close()

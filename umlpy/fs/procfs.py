@@ -19,6 +19,7 @@ import weakref
 from typing import Iterable, Optional, Tuple
 
 import umlpy
+from umlpy.fs import procfs_net
 from umlpy.fs import procfs_text as text
 from umlpy.fs.procfs_pid import CLK_TCK, SCOPE_PID, PidDir, ProcTarget, leader, pid_dir
 from umlpy.fs.synthetic import StaticDir, SynthFs, fail, read_text
@@ -126,6 +127,7 @@ class ProcFs(SynthFs):
                 ("overflowuid", lambda: f"{OVERFLOW_ID}\n"),
                 ("overflowgid", lambda: f"{OVERFLOW_ID}\n")):
             kern.add_file(name, gen)
+        procfs_net.add_net(self, r)
         rnd = kern.add_dir("random")
         rnd.add_file("boot_id", lambda: self.boot_id + "\n")
         rnd.add_file("uuid", lambda: str(uuid.uuid4()) + "\n")

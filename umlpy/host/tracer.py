@@ -91,6 +91,10 @@ class Tracer:
             self._ctx = None
 
     # ---- lifecycle ----
+    # (user namespace fd, network namespace fd) the first guest process joins
+    # (--net=none, umlpy.host.netns), or -1s for the host's own
+    spawn_namespaces = (-1, -1)
+
     def spawn(self, path: str, argv: Sequence[str], envp: Sequence[str], bpf: bytes,
               console_fd: int = -1) -> int:
         """Fork and exec the first guest process under the filter `bpf`; with
@@ -100,8 +104,9 @@ class Tracer:
         c_argv = ffi.new("char *[]", keep + [ffi.NULL])
         c_envp = ffi.new("char *[]", keep_env + [ffi.NULL])
         filt = ffi.from_buffer(bpf)
+        userns, netns = self.spawn_namespaces
         pid = lib.uml_spawn(self._ctx, os.fsencode(path), c_argv, c_envp, filt, len(bpf) // 8,
-                            console_fd)
+                            console_fd, userns, netns)
         return _check(pid, "spawn")
 
     def set_fast_path(self, enabled: bool) -> None:
@@ -234,3 +239,36 @@ class GuestMemory:
             if p == 0:
                 return out
             out.append(p)
+
+
+# ---- debugging (umlpy/debug): the gdb stub's needs from the host ----
+
+def set_wake_fd(tracer: Tracer, fd: int) -> None:
+    """An eventfd: when readable, next_event returns EV_INTR (work for the loop thread)."""
+    lib.uml_set_wake_fd(tracer._ctx, fd)
+
+
+def singlestep(tid: int, sig: int = 0) -> int:
+    return lib.uml_singlestep(tid, sig)
+
+
+class ProcMem:
+    """A task's memory through /proc/PID/mem: unlike process_vm_writev it can
+    write read-only pages (a breakpoint in program text), as a tracer may."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def read(self, addr: int, length: int) -> bytes:
+        fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, length, addr)
+        finally:
+            os.close(fd)
+
+    def write(self, addr: int, data: bytes) -> int:
+        fd = os.open(f"/proc/{self.pid}/mem", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            return os.pwrite(fd, data, addr)
+        finally:
+            os.close(fd)

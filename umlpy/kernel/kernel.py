@@ -54,6 +54,8 @@ class Kernel:
         self.warned: set = set()
         self.oopses = 0
         self.shutting_down = False
+        self.systrace = None    # umlpy.debug.trace.SyscallTrace under --trace/--stats
+        self.debugger = None    # umlpy.debug.gdbstub hook under --gdb
 
     # ---- boot ----
     def start(self, path: str, argv: List[str], env: List[str], cwd: str = "/",
@@ -84,6 +86,8 @@ class Kernel:
             if ev.kind == host.EV_NONE:
                 break
             if ev.kind == host.EV_INTR:
+                if self.debugger is not None:
+                    self.debugger.service()     # requests from the gdb stub's thread
                 continue
             self.dispatch(ev)
             if self.init_status is not None and not self.pids.tasks and not self.early_stops:
@@ -173,24 +177,33 @@ class Kernel:
             self.tracer.reply(ev.notif_id, err=errno.ESRCH)
             return
         call = Call(self, task, ev.nr, ev.args, self.memory(task), ev.notif_id)
-        result = self._handle(call)
+        st = self.systrace
+        if st is not None:
+            st.enter(call)
+        result = ret = self._handle(call)
         if isinstance(result, Fd):
             try:
-                r = self.tracer.reply_fd(ev.notif_id, result.host_fd, result.cloexec)
+                r = ret = self.tracer.reply_fd(ev.notif_id, result.host_fd, result.cloexec)
                 if r < 0 and r != -errno.ENOENT:
                     self.tracer.reply(ev.notif_id, err=-r)
             finally:
                 os.close(result.host_fd)
         elif isinstance(result, Deferred):
+            if st is not None:
+                st.deferred(call, result)
+                st = None
             # a daemon thread: one stuck on a FIFO nobody opens must not hold up exit
             threading.Thread(target=self._finish_deferred, args=(ev.notif_id, result),
                              name="umlpy-wait", daemon=True).start()
         elif result is PASS:
+            ret = None
             self.tracer.reply_continue(ev.notif_id)
         elif result < 0 and result >= -4095:
             self.tracer.reply(ev.notif_id, err=-result)
         else:
             self.tracer.reply(ev.notif_id, result)
+        if st is not None:
+            st.done(call, ret)
 
     def _finish_deferred(self, notif_id: int, work: Deferred) -> None:
         """On a worker thread: finish a slow call and answer the guest."""
@@ -202,6 +215,9 @@ class Kernel:
         except Exception:
             self.klog("oops in a deferred call\n" + traceback.format_exc().rstrip())
             self.tracer.reply(notif_id, err=errno.EIO)
+            return
+        if work.value:          # a blocking connect or send: fd is the result itself
+            self.tracer.reply(notif_id, fd)
             return
         try:
             r = self.tracer.reply_fd(notif_id, fd, work.cloexec)
@@ -224,10 +240,17 @@ class Kernel:
             return
         call = Call(self, task, ev.nr, ev.args, self.memory(task), traced=True)
         call.sp = ev.sp
-        result = self._handle(call)
+        st = self.systrace
+        if st is not None:
+            st.enter(call)
+            result = st.handle(self, call)
+        else:
+            result = self._handle(call)
         tid = ev.tid
         if result is not PASS:
             self.tracer.skip(tid, int(result))
+            if st is not None:
+                st.done(call, int(result))
             return
         if call.orig_args is not None or call.nr != ev.nr:
             regs = self.tracer.get_regs(tid)
@@ -235,7 +258,7 @@ class Kernel:
             for i, v in enumerate(call.args):
                 regs.set_arg(i, v)
             self.tracer.set_regs(tid, regs)
-        if call.exit_handler is not None or call.orig_args is not None:
+        if call.exit_handler is not None or call.orig_args is not None or st is not None:
             task.pending_call = call
             self.tracer.cont_to_exit(tid)
         else:
@@ -267,6 +290,8 @@ class Kernel:
             self.tracer.set_regs(ev.tid, regs)
         elif new is not None:
             self.tracer.set_return(ev.tid, new)
+        if self.systrace is not None:
+            self.systrace.done(call, ret if new is None else new)
         self.tracer.cont(ev.tid)
 
     # ---- shutdown ----

@@ -22,6 +22,8 @@ CLONE_THREAD = 0x10000
 CLONE_PARENT_SETTID = 0x100000
 CLONE_CHILD_SETTID = 0x1000000
 
+EXEC_NRS = (59, 322)     # execve, execveat
+
 SI_USER, SI_QUEUE, SI_TIMER, SI_MESGQ, SI_ASYNCIO, SI_SIGIO, SI_TKILL = 0, -1, -2, -3, -4, -5, -6
 SENDER_CODES = (SI_USER, SI_QUEUE, SI_MESGQ, SI_TKILL)   # si_code of signals that name a sender
 
@@ -108,6 +110,8 @@ def on_trapstop(k, ev) -> None:
         k.early_stops[ev.tid] = ev.status   # our parent's event has not come yet
     elif not task.started:
         first_stop(k, task)
+    elif k.debugger is not None and k.debugger.on_trapstop(task):
+        return      # stopped for gdb (all-stop)
     else:
         k.resume(task)
 
@@ -146,8 +150,17 @@ def on_exec(k, ev) -> None:
     task.group.exe = k.vfs.path_string(plan.guest_path, task.fs.root) or ""
     k.vfs.handles.register((plan.image.dev, plan.image.ino), plan.guest_path)
     task.group.comm = plan.name[:15]
-    if task.pending_call is not None:
-        task.pending_call.orig_args = None      # the registers belong to the new image
+    # The exec succeeded: the registers belong to the new image and execve's
+    # exit handler only clears pending_exec, so skip its exit stop altogether
+    # (one ptrace stop less per exec).
+    if task.pending_call is not None and task.pending_call.nr in EXEC_NRS:
+        if k.systrace is not None:
+            k.systrace.done(task.pending_call, 0)
+        task.pending_call = None
+    elif task.pending_call is not None:
+        task.pending_call.orig_args = None
+    if k.debugger is not None and k.debugger.on_exec(task):
+        return      # held at its first instruction for gdb
     k.resume(task)
 
 
@@ -165,7 +178,11 @@ def on_signal(k, ev) -> None:
                 struct.pack_into("<i", info, 16, gpid)
                 k.tracer.set_siginfo(ev.tid, bytes(info))
     except OSError:
-        pass
+        info = None
+    if k.systrace is not None:
+        k.systrace.signal(task, sig, info)
+    if k.debugger is not None and task is not None and k.debugger.on_signal(task, sig):
+        return      # a breakpoint or a step: the task stays stopped for gdb
     if task is None:
         k.tracer.cont(ev.tid, sig)
     else:
@@ -179,6 +196,10 @@ def on_death(k, ev) -> None:
     k.tracer.task_del(tid)
     if task is None:
         return
+    if k.systrace is not None:
+        k.systrace.death(task, ev.status)
+    if k.debugger is not None:
+        k.debugger.on_death(task, ev.status)
     group = task.group
     group.threads.pop(tid, None)
     if not task.is_leader:

@@ -49,7 +49,8 @@ def parse_shebang(head: bytes) -> Tuple[bytes, Optional[bytes]]:
             raise _noexec("#! line too long")
     else:
         line = line[:nl]
-    line = line.replace(b"\0", b" ").strip(b" \t\r")
+    # Linux reads the line as a C string: it ends at the first NUL
+    line = line.split(b"\0", 1)[0].strip(b" \t\r")
     if not line:
         raise _noexec("empty #! line")
     parts = line.split(None, 1)

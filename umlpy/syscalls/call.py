@@ -34,9 +34,11 @@ class Deferred:
     `work()` runs on a kernel worker thread and returns a host fd to install
     (or raises OSError); the guest waits meanwhile, the kernel does not."""
 
-    def __init__(self, work: Callable[[], int], cloexec: bool = False) -> None:
+    def __init__(self, work: Callable[[], int], cloexec: bool = False,
+                 value: bool = False) -> None:
         self.work = work
         self.cloexec = cloexec
+        self.value = value      # work() returns the call's result, not an fd to install
 
 
 def s32(v: int) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import stat
 
 from umlpy.syscalls.call import AT_FDCWD, Call
 from umlpy.syscalls.fs import AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, walk
@@ -57,8 +58,22 @@ def unlink_at(c: Call, dirfd: int, path: str, is_dir: bool) -> int:
     else:
         if lk.trailing_slash and lk.path is not None and not lk.path.inode.is_dir():
             return -errno.ENOTDIR
+        last = _last_name_size(lk)
         ops.unlink(lk, c.task.creds, mounts)
+        if last is not None:
+            c.kernel.vfs.handles.orphaned(last)
     return 0
+
+
+def _last_name_size(lk: Lookup):
+    """The size of the regular file `lk` names when this is its last name, else None."""
+    if lk.path is None:
+        return None
+    try:
+        a = lk.path.inode.getattr()
+    except OSError:
+        return None
+    return a.size if stat.S_ISREG(a.mode) and a.nlink <= 1 else None
 
 
 @syscall("unlink")
@@ -92,7 +107,10 @@ def rename_at(c: Call, od: int, op: str, nd: int, np: str, flags: int) -> int:
     if (old.trailing_slash or new.trailing_slash) and old.path is not None \
             and not old.path.inode.is_dir():
         return -errno.ENOTDIR
+    replaced = None if flags & ops.RENAME_EXCHANGE else _last_name_size(new)
     ops.rename(old, new, c.task.creds, flags, c.kernel.vfs.mounts)
+    if replaced is not None:
+        c.kernel.vfs.handles.orphaned(replaced)
     return 0
 
 

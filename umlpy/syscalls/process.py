@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import struct
 
 from umlpy.host import procinfo
@@ -34,12 +35,23 @@ def _fork_exit(c: Call, ret: int):
     return guest_pid(c, ret) if ret > 0 else None
 
 
+# The most tasks (threads included) a guest may have at once: past it fork and
+# clone fail with EAGAIN, as at RLIMIT_NPROC, so a fork bomb cannot take the host.
+MAX_TASKS = int(os.environ.get("UMLPY_MAX_TASKS", "4096"))
+
+
+def _over_task_limit(c: Call) -> bool:
+    return len(c.kernel.pids.tasks) + len(c.kernel.early_stops) >= MAX_TASKS
+
+
 @syscall("clone", mode=TRACE, support="partial",
          note="new namespaces refused with EPERM; CLONE_UNTRACED is dropped")
 def sys_clone(c: Call):
     flags = c.args[0]
     if flags & CLONE_NEW_NAMESPACES:
         return -errno.EPERM
+    if _over_task_limit(c):
+        return -errno.EAGAIN
     if flags & CLONE_UNTRACED:      # a child must never leave the kernel's sight
         c.set_arg(0, flags & ~CLONE_UNTRACED)
     c.on_exit(_fork_exit)
@@ -48,6 +60,8 @@ def sys_clone(c: Call):
 
 @syscall("fork", "vfork", mode=TRACE)
 def sys_fork(c: Call):
+    if _over_task_limit(c):
+        return -errno.EAGAIN
     c.on_exit(_fork_exit)
     return PASS
 
@@ -189,12 +203,50 @@ def sys_kcmp(c: Call):
     return PASS
 
 
-PRIO_PROCESS, PRIO_PGRP = 0, 1
+PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
+NZERO = 20          # the raw syscall returns 20 - nice, so that it is never negative
 
 
-@syscall("getpriority", "setpriority", mode=TRACE, native_if=(1, (0,)))
+@syscall("getpriority", "setpriority", mode=TRACE, support="partial",
+         note="PRIO_USER acts on the guest's processes of that user only")
 def sys_priority(c: Call):
     which, who = c.int(0), c.int(1)
+    if which == PRIO_USER:
+        return _priority_of_user(c, who)
     if which in (PRIO_PROCESS, PRIO_PGRP) and who > 0:
         c.set_arg(1, host_pid(c, who))
     return PASS
+
+
+def _priority_of_user(c: Call, who: int):
+    """PRIO_USER names every process of a user: on the host that would be every
+    process of the host user umlpy runs as, so it is served over guest tasks."""
+    caller = c.task.creds
+    uid = caller.ruid if who == 0 else who & 0xFFFFFFFF
+    tasks = [t for g in c.kernel.pids.live_groups() for t in g.threads.values()
+             if t.creds.ruid == uid]
+    if not tasks:
+        return -errno.ESRCH
+    if c.nr == 140:                                 # getpriority
+        nices = []
+        for t in tasks:
+            try:
+                nices.append(os.getpriority(os.PRIO_PROCESS, t.host_tid))
+            except OSError:
+                pass
+        return NZERO - min(nices) if nices else -errno.ESRCH
+    nice = max(-NZERO, min(NZERO - 1, c.int(2)))
+    err = 0
+    for t in tasks:
+        if not caller.privileged and caller.euid not in (t.creds.euid, t.creds.ruid):
+            err = err or errno.EPERM
+            continue
+        try:
+            if not caller.privileged and nice < os.getpriority(os.PRIO_PROCESS, t.host_tid):
+                err = err or errno.EACCES
+                continue
+            os.setpriority(os.PRIO_PROCESS, t.host_tid, nice)
+        except OSError as e:
+            if e.errno != errno.ESRCH:
+                err = err or e.errno
+    return -err

@@ -1,9 +1,8 @@
 """uname, host names, and the calls on descriptors whose arguments name pids
-(fcntl F_SETOWN, the tty ioctls) or host addresses (bind, connect)."""
+(fcntl F_SETOWN, the tty ioctls)."""
 from __future__ import annotations
 
 import errno
-import socket
 import stat
 import struct
 import time
@@ -23,7 +22,8 @@ F_SETOWN, F_GETOWN, F_SETOWN_EX, F_GETOWN_EX = 8, 9, 15, 16
 
 
 def _field(s: str) -> bytes:
-    return s.encode()[:UTS_LEN - 1].ljust(UTS_LEN, b"\0")
+    # names set by sethostname are any bytes, kept as surrogate escapes
+    return s.encode("utf-8", "surrogateescape")[:UTS_LEN - 1].ljust(UTS_LEN, b"\0")
 
 
 @syscall("uname")
@@ -128,13 +128,36 @@ def _restore_word(addr: int, old: bytes):
     return fix
 
 
+# Requests that would change host objects through a descriptor the guest holds
+# (often read-only, e.g. a host file of the overlay's lower layer), or that need
+# a capability of the host's: refused, as for a process without the capability.
+FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS, FS_IOC_FSSETXATTR = 0x40086602, 0x40046602, 0x401C5820
+FS_IOC_SETVERSION, FS_IOC_ENABLE_VERITY = 0x40087602, 0x40806685
+FS_IOC_SET_ENCRYPTION_POLICY = 0x800C6613
+FIFREEZE, FITHAW, FITRIM, FS_IOC_SHUTDOWN = 0xC0045877, 0xC0045878, 0xC0185879, 0x8004587D
+TIOCCONS, TIOCSETD, TIOCVHANGUP = 0x541D, 0x5423, 0x5437
+RNDADDTOENTCNT, RNDADDENTROPY, RNDZAPENTCNT, RNDCLEARPOOL, RNDRESEEDCRNG = (
+    0x40045201, 0x40085203, 0x5204, 0x5206, 0x5207)
+HOST_CHANGING_IOCTLS = {
+    FS_IOC_SETFLAGS: errno.ENOTTY, FS_IOC32_SETFLAGS: errno.ENOTTY,
+    FS_IOC_FSSETXATTR: errno.ENOTTY, FS_IOC_SETVERSION: errno.ENOTTY,
+    FS_IOC_ENABLE_VERITY: errno.ENOTTY, FS_IOC_SET_ENCRYPTION_POLICY: errno.ENOTTY,
+    FIFREEZE: errno.EPERM, FITHAW: errno.EPERM, FITRIM: errno.EPERM, FS_IOC_SHUTDOWN: errno.EPERM,
+    TIOCSTI: errno.EPERM, TIOCCONS: errno.EPERM, TIOCSETD: errno.EPERM, TIOCVHANGUP: errno.EPERM,
+    RNDADDTOENTCNT: errno.EPERM, RNDADDENTROPY: errno.EPERM, RNDZAPENTCNT: errno.EPERM,
+    RNDCLEARPOOL: errno.EPERM, RNDRESEEDCRNG: errno.EPERM,
+}
+
+
 @syscall("ioctl", mode=TRACE,
-         trap_if=(1, (TIOCGPGRP, TIOCSPGRP, TIOCSTI, TIOCGSID) + ubd.BLOCK_IOCTLS),
-         support="partial", note="TIOCSTI refused: it would type into the host's terminal")
+         trap_if=(1, (TIOCGPGRP, TIOCSPGRP, TIOCGSID) + tuple(HOST_CHANGING_IOCTLS)
+                  + ubd.BLOCK_IOCTLS),
+         support="partial", note="TIOCSTI, file attribute changes and the requests "
+         "needing CAP_SYS_ADMIN on host objects are refused")
 def sys_ioctl(c: Call):
     cmd = c.args[1] & 0xFFFFFFFF
-    if cmd == TIOCSTI:
-        return -errno.EPERM
+    if cmd in HOST_CHANGING_IOCTLS:
+        return -HOST_CHANGING_IOCTLS[cmd]
     if cmd in ubd.BLOCK_IOCTLS:
         return _block_ioctl(c, cmd)
     if cmd in (TIOCGPGRP, TIOCGSID):
@@ -175,18 +198,3 @@ def sys_fcntl(c: Call):
         return guest_pid(c, ret) if ret > 0 else None
     c.on_exit(own_exit)
     return PASS
-
-
-# ---- bind/connect: addresses may be host paths ----
-@syscall("bind", "connect", support="partial",
-         note="AF_UNIX refused until the VFS issue maps socket paths; IP passes through")
-def sys_bind_connect(c: Call):
-    length = c.int(2)
-    if length < 2:
-        return -errno.EINVAL
-    family = struct.unpack("<H", c.mem.read(c.ptr(1), 2))[0]
-    if family == socket.AF_UNIX:
-        return -errno.EACCES
-    if family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC, socket.AF_NETLINK):
-        return PASS
-    return -errno.EAFNOSUPPORT

@@ -34,6 +34,11 @@ class Handle:
 
 class Handles:
     GC_AT = 50_000
+    # A deleted file's data lives as long as a handle names its inode: collect
+    # after this many last names removed, or this many bytes in them, so that a
+    # guest writing and deleting files cannot pin unbounded host memory.
+    ORPHAN_FILES = 64
+    ORPHAN_BYTES = 64 << 20
 
     def __init__(self, scratch: str) -> None:
         self.dir = os.path.join(scratch, "standin")
@@ -41,6 +46,8 @@ class Handles:
         self.by_key: Dict[Key, Handle] = {}
         self._names = itertools.count()
         self.gc_hook = None         # callable returning the keys guests still hold
+        self._orphans = 0
+        self._orphan_bytes = 0
 
     def register(self, key: Key, path: Path, is_dir: bool = False,
                  o_path: bool = False) -> Handle:
@@ -82,8 +89,16 @@ class Handles:
         self.register((s.st_dev, s.st_ino), path, is_dir, o_path)
         return fd
 
+    def orphaned(self, size: int) -> None:
+        """The last name of a file of `size` bytes went away (unlink, rename over)."""
+        self._orphans += 1
+        self._orphan_bytes += max(0, size)
+        if self._orphans >= self.ORPHAN_FILES or self._orphan_bytes >= self.ORPHAN_BYTES:
+            self.collect()
+
     def collect(self) -> None:
         """Forget stand-ins no guest holds any more."""
+        self._orphans = self._orphan_bytes = 0
         if self.gc_hook is None:
             return
         live = self.gc_hook()
