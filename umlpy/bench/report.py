@@ -158,7 +158,9 @@ def plot(result: SuiteResult, path: Path) -> str | None:
     keys = list(dict.fromkeys((c.workload, c.placement) for c in result.cells))
     if not others or not keys:
         return "nothing to plot (no runner besides native)"
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(keys) * len(others)), 4.5))
+    # Wide enough for every bar, but a page, not a banner (peers make 4-5 bars a group).
+    width_in = min(26.0, max(8.0, 0.22 * len(keys) * len(others) + 2.0))
+    fig, ax = plt.subplots(figsize=(width_in, 6.0))
     width = 0.8 / len(others)
     for i, r in enumerate(others):
         ratios = []
@@ -170,11 +172,11 @@ def plot(result: SuiteResult, path: Path) -> str | None:
         for bar, v in zip(bars, ratios):
             if v:
                 ax.annotate(_ratio(v), (bar.get_x() + bar.get_width() / 2, v),
-                            ha="center", va="bottom", fontsize=8)
+                            ha="center", va="bottom", fontsize=6, rotation=90)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")  # ratios span 1x to 1000x
     ax.set_xticks(range(len(keys)))
-    ax.set_xticklabels([f"{w}\n{p}" for w, p in keys])
+    ax.set_xticklabels([f"{w}\n{p}" for w, p in keys], fontsize=8)
     ax.set_ylabel("time relative to native (log)")
     ax.set_title("umlpy benchmark: slowdown vs native (median)")
     ax.legend()
