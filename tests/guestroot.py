@@ -244,11 +244,13 @@ def build_dynamic_root(root: Path, programs: Sequence[str] = DYNAMIC_PROGRAMS) -
     return root
 
 
-def compile_static(source: str, output: Path) -> Path:
-    """Compile a C program statically with the host's gcc."""
+def compile_static(source: str, output: Path, include_dirs: Sequence[Path] = ()) -> Path:
+    """Compile a C program statically with the host's gcc (its #include "..."
+    headers searched in include_dirs)."""
     src = output.with_suffix(".c")
     src.write_text(source)
-    subprocess.run(["gcc", "-static", "-O0", "-o", str(output), str(src)],
+    includes = [f"-I{d}" for d in include_dirs]
+    subprocess.run(["gcc", "-static", "-O0", *includes, "-o", str(output), str(src)],
                    check=True, capture_output=True, timeout=120)
     src.unlink()
     return output

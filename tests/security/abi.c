@@ -15,6 +15,7 @@
  * Results are errno names, so that they compare with Linux's directly.
  */
 #define _GNU_SOURCE
+#include "rawsys.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -41,42 +42,10 @@ static const char *res(long r)
     return n ? n : "E?";
 }
 
-static long rawcall(long nr, long a, long b, long c, long d, long e, long f)
-{
-    long ret;
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    register long r9 __asm__("r9") = f;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
-
-/* fork-like calls: the child exits at once, touching no memory */
-static long forking(long nr, long a, long b, long c, long d, long e, long f)
-{
-    long ret;
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    register long r9 __asm__("r9") = f;
-    __asm__ volatile("syscall\n\t"
-                     "test %%rax, %%rax\n\t"
-                     "jnz 1f\n\t"
-                     "mov $60, %%eax\n\t"
-                     "xor %%edi, %%edi\n\t"
-                     "syscall\n\t"
-                     "1:"
-                     : "=a"(ret)
-                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
 
 static long sc(long nr, long a, long b, long c, long d, long e)
 {
-    return rawcall(nr, a, b, c, d, e, 0);
+    return raw_syscall(nr, a, b, c, d, e, 0);
 }
 
 #define PROBE(name, call) printf("%s %d -> %s\n", name, i, res(call))
@@ -152,7 +121,8 @@ static int sweep(void)
         pid_t c = fork();
         if (c == 0) {
             int fork_like = nr == SYS_clone || nr == SYS_fork || nr == SYS_vfork;
-            long (*call)(long, long, long, long, long, long, long) = fork_like ? forking : rawcall;
+            long (*call)(long, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) =
+                fork_like ? raw_forking : raw_syscall;
             long z = call(nr, 0, 0, 0, 0, 0, 0);
             char zr[64];
             snprintf(zr, sizeof zr, "%s", res(z));

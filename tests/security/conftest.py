@@ -7,7 +7,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from hostcheck import ATTACKS  # noqa: E402
+import pytest  # noqa: E402
+
+from hostcheck import ATTACKS, HostState  # noqa: E402
+
+
+@pytest.fixture
+def host(tmp_path):
+    """A canary tree and a host sleeper, checked unchanged after the test."""
+    state = HostState(tmp_path / "canary")
+    yield state
+    state.check()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -20,6 +20,7 @@
  * touching memory, so clone() with any flags or stack is safe to fuzz.
  */
 #define _GNU_SOURCE
+#include "rawsys.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -306,39 +307,6 @@ static uint64_t path_arg(int slot)
 
 /* ---- issuing calls ---- */
 
-static long raw(long nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, uint64_t f)
-{
-    long ret;
-    register uint64_t r10 __asm__("r10") = d;
-    register uint64_t r8 __asm__("r8") = e;
-    register uint64_t r9 __asm__("r9") = f;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
-
-/* fork, vfork and clone: the child (rax == 0) exits at once with exit(2), touching
- * neither the stack nor TLS, whatever stack or flags clone was given. */
-static long forking(long nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, uint64_t f)
-{
-    long ret;
-    register uint64_t r10 __asm__("r10") = d;
-    register uint64_t r8 __asm__("r8") = e;
-    register uint64_t r9 __asm__("r9") = f;
-    __asm__ volatile("syscall\n\t"
-                     "test %%rax, %%rax\n\t"
-                     "jnz 1f\n\t"
-                     "mov $60, %%eax\n\t"
-                     "xor %%edi, %%edi\n\t"
-                     "syscall\n\t"
-                     "1:"
-                     : "=a"(ret)
-                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
 
 /* Arguments that would let a worker harm the first process (it is guest pid 1
  * and the workers' parent): signals, memory writes and limits aimed at it. */
@@ -400,8 +368,8 @@ static void worker(uint64_t seed, int index)
         }
         __sync_fetch_and_add(&totals->calls, 1);
         long r = (nr == SYS_clone || nr == SYS_fork || nr == SYS_vfork)
-                 ? forking(nr, a[0], a[1], a[2], a[3], a[4], a[5])
-                 : raw(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+                 ? raw_forking(nr, a[0], a[1], a[2], a[3], a[4], a[5])
+                 : raw_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
         if (r == -ENOSYS)
             __sync_fetch_and_add(&totals->enosys, 1);
         else if (r >= 0 || r < -4095)

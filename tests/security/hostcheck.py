@@ -86,3 +86,23 @@ class HostState:
         finally:
             self.sleeper.kill()
             self.sleeper.wait()
+
+
+def build_probe(name: str, tmp_path_factory) -> "tuple[Path, Path]":
+    """tests/security/<name>.c compiled static, and a busybox root with it as
+    /bin/<name>: (binary, root). Skips when the host tools are missing."""
+    import shutil
+
+    import pytest
+
+    from guestroot import build_busybox_root, compile_static
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc missing (install gcc and libc6-dev)")
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("/bin/busybox missing (busybox-static)")
+    here = Path(__file__).resolve().parent
+    binary = compile_static((here / f"{name}.c").read_text(),
+                            tmp_path_factory.mktemp(name) / name, include_dirs=(here,))
+    root = build_busybox_root(tmp_path_factory.mktemp(f"{name}root") / "root")
+    shutil.copy2(binary, root / "bin" / name)
+    return binary, root

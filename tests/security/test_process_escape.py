@@ -21,16 +21,15 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from guestroot import build_busybox_root, compile_static, describe, run_umlpy, umlpy_command
+from guestroot import describe, run_umlpy, umlpy_command
 
 HERE = Path(__file__).resolve().parent
 
-from hostcheck import ATTACKS, HostState  # noqa: E402  (tests/security/conftest.py)
+from hostcheck import ATTACKS, build_probe  # noqa: E402  (tests/security/conftest.py)
 
 # What Linux answers for a pid that does not exist in the caller's namespace.
 # ptrace is refused outright by umlpy (EPERM for every request): documented in the table.
@@ -45,26 +44,18 @@ EXPECTED = {**{c: "ESRCH" for c in ESRCH_CALLS},
 
 
 @pytest.fixture(scope="module")
-def abi_bin(tmp_path_factory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc missing (install gcc and libc6-dev)")
-    return compile_static((HERE / "abi.c").read_text(), tmp_path_factory.mktemp("abi") / "abi")
+def abi_probe(tmp_path_factory) -> "tuple[Path, Path]":
+    return build_probe("abi", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def abi_root(tmp_path_factory, abi_bin) -> Path:
-    if not os.path.exists("/bin/busybox"):
-        pytest.skip("/bin/busybox missing (busybox-static)")
-    root = build_busybox_root(tmp_path_factory.mktemp("abiroot") / "root")
-    shutil.copy2(abi_bin, root / "bin" / "abi")
-    return root
+def abi_bin(abi_probe) -> Path:
+    return abi_probe[0]
 
 
-@pytest.fixture
-def host(tmp_path):
-    state = HostState(tmp_path / "canary")
-    yield state
-    state.check()
+@pytest.fixture(scope="module")
+def abi_root(abi_probe) -> Path:
+    return abi_probe[1]
 
 
 def results(out: str) -> dict:

@@ -10,40 +10,30 @@ Attacks by class: resources 1 fork bomb + 1 fd exhaustion + 9 path cases
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from guestroot import build_busybox_root, compile_static, describe, run_umlpy, umlpy_command
-from hostcheck import ATTACKS, HostState
+from guestroot import describe, run_umlpy, umlpy_command
+from hostcheck import ATTACKS, build_probe
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def res_bin(tmp_path_factory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc missing (install gcc and libc6-dev)")
-    return compile_static((HERE / "res.c").read_text(), tmp_path_factory.mktemp("res") / "res")
+def res_probe(tmp_path_factory) -> "tuple[Path, Path]":
+    return build_probe("res", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def res_root(tmp_path_factory, res_bin) -> Path:
-    if not os.path.exists("/bin/busybox"):
-        pytest.skip("/bin/busybox missing (busybox-static)")
-    root = build_busybox_root(tmp_path_factory.mktemp("resroot") / "root")
-    shutil.copy2(res_bin, root / "bin" / "res")
-    return root
+def res_bin(res_probe) -> Path:
+    return res_probe[0]
 
 
-@pytest.fixture
-def host(tmp_path):
-    state = HostState(tmp_path / "canary")
-    yield state
-    state.check()
+@pytest.fixture(scope="module")
+def res_root(res_probe) -> Path:
+    return res_probe[1]
 
 
 def guest(root: Path, argv: list, env: dict | None = None, timeout: float = 120):

@@ -13,6 +13,7 @@ import struct
 from umlpy.host import procinfo
 from umlpy.host import tracer as host
 from umlpy.kernel.task import Task, ThreadGroup
+from umlpy.syscalls.numbers import NR
 
 CLONE_VM = 0x100
 CLONE_FS = 0x200
@@ -22,7 +23,7 @@ CLONE_THREAD = 0x10000
 CLONE_PARENT_SETTID = 0x100000
 CLONE_CHILD_SETTID = 0x1000000
 
-EXEC_NRS = (59, 322)     # execve, execveat
+EXEC_NRS = (NR["execve"], NR["execveat"])
 
 SI_USER, SI_QUEUE, SI_TIMER, SI_MESGQ, SI_ASYNCIO, SI_SIGIO, SI_TKILL = 0, -1, -2, -3, -4, -5, -6
 SENDER_CODES = (SI_USER, SI_QUEUE, SI_MESGQ, SI_TKILL)   # si_code of signals that name a sender
