@@ -192,161 +192,11 @@ void uml_set_fast(struct uml_ctx *c, int enabled) { c->fast = enabled; }
 
 /* ---- spawning the first guest process ---- */
 
-static int send_fd(int sock, int fd) {
-    int word = 0;
-    struct iovec iov = {.iov_base = &word, .iov_len = sizeof word};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
-                         .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    return sendmsg(sock, &msg, 0) == (ssize_t)sizeof word ? 0 : -1;
-}
-
-/* Returns the received fd, or -errno the child reported, or -EPROTO. */
-static int recv_fd(int sock) {
-    int word = 0;
-    struct iovec iov = {.iov_base = &word, .iov_len = sizeof word};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
-                         .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-    ssize_t n;
-    do {
-        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-        int fd;
-        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-        return fd;
-    }
-    if (n == (ssize_t)sizeof word && word > 0)
-        return -word;
-    return -EPROTO;
-}
-
 static void child_fail(int sock, int err) {
     /* Report errno to the parent in place of the listener fd. */
     int e = err;
     (void)!write(sock, &e, sizeof e);
     _exit(127);
-}
-
-/* ---- a network namespace of its own (--net=none) ---- */
-
-static int write_text(const char *path, const char *text) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    size_t len = strlen(text);
-    int e = write(fd, text, len) == (ssize_t)len ? 0 : errno;
-    close(fd);
-    return e;
-}
-
-/* unshare the network namespace (in a user namespace of one uid when not
- * root), bring lo up and let every uid bind low ports: the guest's own root
- * may bind port 80 in there, and its other users are checked by the kernel. */
-static int net_unshare(void) {
-    if (unshare(CLONE_NEWNET) != 0) {
-        if (errno != EPERM)
-            return errno;
-        unsigned int uid = geteuid(), gid = getegid();
-        char map[48];
-        if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0)
-            return errno;
-        int e = write_text("/proc/self/setgroups", "deny");
-        snprintf(map, sizeof map, "%u %u 1\n", uid, uid);
-        if (!e)
-            e = write_text("/proc/self/uid_map", map);
-        snprintf(map, sizeof map, "%u %u 1\n", gid, gid);
-        if (!e)
-            e = write_text("/proc/self/gid_map", map);
-        if (e)
-            return e;
-    }
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return errno;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    strcpy(ifr.ifr_name, "lo");
-    int e = 0;
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0)
-        e = errno;
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (!e && ioctl(s, SIOCSIFFLAGS, &ifr) != 0)
-        e = errno;
-    close(s);
-    if (!e)
-        e = write_text("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
-    return e;
-}
-
-int uml_net_agent(int *sock_out) {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        return -errno;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(sv[0]);
-        close(sv[1]);
-        return -e;
-    }
-    if (pid == 0) {
-        /* The agent: it makes sockets in the namespace for the kernel (port
-         * forwarding) until the kernel closes its end or dies. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(0);
-        if (dup2(sv[1], 3) < 0)
-            _exit(127);
-        syscall(SYS_close_range, 4, ~0U, 0);
-        int e = net_unshare();
-        if (write(3, &e, sizeof e) != (ssize_t)sizeof e || e)
-            _exit(1);
-        for (;;) {
-            int req[3];
-            if (read(3, req, sizeof req) != (ssize_t)sizeof req)
-                _exit(0);
-            int fd = socket(req[0], req[1] | SOCK_CLOEXEC, req[2]);
-            if (fd < 0) {
-                e = errno;
-                if (write(3, &e, sizeof e) != (ssize_t)sizeof e)
-                    _exit(0);
-                continue;
-            }
-            if (send_fd(3, fd) != 0)
-                _exit(0);
-            close(fd);
-        }
-    }
-    close(sv[1]);
-    int word = -1;
-    ssize_t n;
-    do {
-        n = read(sv[0], &word, sizeof word);
-    } while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)sizeof word || word != 0) {
-        close(sv[0]);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return n == (ssize_t)sizeof word && word > 0 ? -word : -EPROTO;
-    }
-    *sock_out = sv[0];
-    return pid;
 }
 
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
@@ -383,8 +233,12 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
             child_fail(s, errno);
         if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) != 0)
             child_fail(s, errno);
-        if (userns_fd >= 0)         /* new credentials made us undumpable: untraceable */
-            prctl(PR_SET_DUMPABLE, 1);
+        /* A guest has no host capabilities, whatever umlpy runs as: guest
+         * root is the kernel's idea, and what runs natively runs unprivileged. */
+        int e = uml_drop_caps();
+        if (e)
+            child_fail(s, e);
+        prctl(PR_SET_DUMPABLE, 1);  /* new credentials made us undumpable: untraceable */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         /* Only stdio and the handshake socket survive into the guest. */
@@ -402,7 +256,7 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
                                SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
         if (lfd < 0)
             child_fail(s, errno);
-        if (send_fd(s, lfd) != 0)
+        if (uml_send_fd(s, lfd) != 0)
             _exit(127);
         close(lfd);
         char go;
@@ -413,7 +267,7 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
         _exit(127);
     }
     close(sv[1]);
-    int lfd = recv_fd(sv[0]);
+    int lfd = uml_recv_fd(sv[0]);
     if (lfd < 0) {
         close(sv[0]);
         kill(pid, SIGKILL);

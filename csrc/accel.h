@@ -61,11 +61,22 @@ void uml_set_fast(struct uml_ctx *c, int enabled);
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
               const void *filter, unsigned int filter_len, int console_fd,
               int userns_fd, int netns_fd);
-/* --net=none: fork an agent in a network namespace of its own (and a user
- * namespace when not root). Returns its pid and, in *sock_out, a socket on
- * which the int[3] (family, type, protocol) asks it for a socket made there
- * (answered with SCM_RIGHTS or an errno word); or -errno. */
-int uml_net_agent(int *sock_out);
+/* The keeper (keeper.c): a child as unprivileged as the guests that holds
+ * their exec images (and under UML_KEEPER_NETNS makes a network namespace of
+ * its own, in a user namespace of one uid when not root). Returns its pid and,
+ * in *sock_out, its request socket: int[4] {op, a, b, c}; SOCKET (a, b, c =
+ * family, type, protocol) is answered with SCM_RIGHTS or an errno word, KEEP
+ * (an fd passed along) with the fd number it got there, DROP (a = that number)
+ * with 0 or -errno. Or returns -errno. */
+enum { UML_KEEPER_NETNS = 1 };
+enum { UML_KEEPER_SOCKET = 1, UML_KEEPER_KEEP = 2, UML_KEEPER_DROP = 3 };
+int uml_keeper(int flags, int *sock_out);
+/* Drop every capability, the bounding set and ambient ones; lock securebits
+ * so root regains nothing at exec. Returns 0 or errno. */
+int uml_drop_caps(void);
+/* internal: an fd over a unix socket, with an int word (0, or errno instead) */
+int uml_send_fd(int sock, int fd);
+int uml_recv_fd(int sock);
 
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
 

@@ -1,4 +1,5 @@
 """cffi build script for the accelerator (API mode, out of line)."""
+import glob
 import os
 
 from cffi import FFI
@@ -31,7 +32,10 @@ void uml_set_fast(struct uml_ctx *c, int enabled);
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
               const void *filter, unsigned int filter_len, int console_fd,
               int userns_fd, int netns_fd);
-int uml_net_agent(int *sock_out);
+enum { UML_KEEPER_NETNS = 1 };
+enum { UML_KEEPER_SOCKET = 1, UML_KEEPER_KEEP = 2, UML_KEEPER_DROP = 3 };
+int uml_keeper(int flags, int *sock_out);
+int uml_drop_caps(void);
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
 int uml_cont(int tid, int sig);
 int uml_syscall(int tid, int sig);
@@ -74,7 +78,7 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "umlpy.host._accel",
     '#include "accel.h"',
-    sources=[os.path.relpath(os.path.join(HERE, "accel.c"))],
+    sources=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(HERE, "*.c"))),
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     + INSTRUMENT[_mode][0] + os.environ.get("UMLPY_CFLAGS", "").split(),

@@ -8,6 +8,7 @@ import pytest
 
 from umlpy.kernel import loader
 from umlpy.fs.hostfs import HostFs
+from umlpy.host.keeper import Keeper
 from umlpy.kernel.task import Creds
 from umlpy.vfs.vfs import Vfs
 
@@ -63,24 +64,51 @@ def root(tmp_path):
     v.close()
 
 
+@pytest.fixture
+def keeper():
+    k = Keeper()
+    yield k
+    k.close()
+
+
 def resolver(v, creds=None):
     creds = creds or Creds()
     return lambda p: (v.lookup(p, creds=creds).must_exist(), creds)
 
 
-def test_script_argv_is_built_as_linux_does(root):
-    ld = loader.Loader(root, os.path.join(root.scratch, "exec"))
+def test_script_argv_is_built_as_linux_does(root, keeper):
+    ld = loader.Loader(root, os.path.join(root.scratch, "exec"), lambda: keeper)
     plan = ld.prepare("/bin/script", resolver(root), [b"script", b"a1"])
     assert plan.argv == [b"/bin/sh", b"-e", b"/bin/script", b"a1"]
     assert root.path_string(plan.guest_path) == "/bin/busybox" and plan.name == "sh"
     assert os.fstat(plan.image.fd).st_size == os.path.getsize("/bin/busybox")
     again = ld.prepare("/bin/sh", resolver(root), [b"sh"])
     assert again.image is plan.image                     # cached per inode
+    # guests exec it through the keeper, which holds the same memfd
+    assert plan.image.path == f"/proc/{keeper.pid}/fd/{plan.image.number}"
+    kept, mine = os.stat(plan.image.path), os.fstat(plan.image.fd)
+    assert (kept.st_dev, kept.st_ino) == (mine.st_dev, mine.st_ino)
     ld.close()
 
 
-def test_exec_errors(root):
-    ld = loader.Loader(root, os.path.join(root.scratch, "exec"))
+def test_images_beyond_the_bound_are_dropped_by_the_keeper(root, keeper, tmp_path,
+                                                          monkeypatch):
+    monkeypatch.setattr(loader, "MAX_IMAGES", 1)
+    ld = loader.Loader(root, os.path.join(root.scratch, "exec"), lambda: keeper)
+    first = ld.prepare("/bin/sh", resolver(root), [b"sh"]).image
+    assert os.path.exists(first.path)
+    shutil.copy("/bin/busybox", tmp_path / "root" / "bin" / "other")
+    second = ld.prepare("/bin/other", resolver(root), [b"other"]).image
+    assert list(ld.images.values()) == [second]
+    # the keeper let go of the first; the fd number may be reused, by the second only
+    assert not os.path.exists(first.path) or os.stat(first.path).st_ino == second.ino
+    with pytest.raises(OSError):
+        os.fstat(first.fd)
+    ld.close()
+
+
+def test_exec_errors(root, keeper):
+    ld = loader.Loader(root, os.path.join(root.scratch, "exec"), lambda: keeper)
     for path, err in (("/bin/noexec", errno.EACCES), ("/bin/junk", errno.ENOEXEC),
                       ("/bin/missing", errno.ENOENT), ("/bin", errno.EACCES)):
         with pytest.raises(OSError) as e:

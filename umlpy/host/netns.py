@@ -1,22 +1,18 @@
 """--net=none: a network namespace of the instance's own.
 
-An agent process (forked by the accelerator, a child of the kernel and not a
-guest) unshares a network namespace - inside a user namespace of one uid when
-umlpy is not root - brings its loopback up and lets every uid bind low ports
-(the kernel checks guest credentials itself). The first guest process joins
-its namespaces before exec; the agent stays to make sockets in there for the
-kernel (port forwarding), since a non-root kernel cannot setns back in.
+The keeper (umlpy.host.keeper, a child of the kernel and not a guest) is made
+in it: it unshares a network namespace - inside a user namespace of one uid
+when umlpy is not root - brings its loopback up and lets every uid bind low
+ports (the kernel checks guest credentials itself). The first guest process
+joins its namespaces before exec; the keeper stays to make sockets in there
+for the kernel (port forwarding), since a non-root kernel cannot setns back in.
 """
 from __future__ import annotations
 
 import errno
 import os
-import socket
-import struct
 
-from umlpy.host._accel import ffi, lib
-
-_REQ = struct.Struct("<iii")
+from umlpy.host.keeper import Keeper, KeeperError
 
 
 class NetnsError(OSError):
@@ -35,18 +31,15 @@ def _userns_disabled_hint() -> str:
     return ""
 
 
-class NetAgent:
+class NetAgent(Keeper):
     def __init__(self) -> None:
-        out = ffi.new("int *")
-        pid = lib.uml_net_agent(out)
-        if pid < 0:
-            e = -pid
-            raise NetnsError(e, "cannot make a network namespace: " + os.strerror(e)
+        try:
+            super().__init__(netns=True)
+        except KeeperError as e:
+            raise NetnsError(e.errno, "cannot make a network namespace: " + os.strerror(e.errno)
                              + ("; unprivileged user namespaces are disabled on this host"
-                                + _userns_disabled_hint() if e in (errno.EPERM, errno.ENOSPC,
-                                                                   errno.EACCES) else ""))
-        self.pid = pid
-        self._sock = socket.socket(fileno=out[0])
+                                + _userns_disabled_hint() if e.errno in (
+                                    errno.EPERM, errno.ENOSPC, errno.EACCES) else "")) from None
 
     def needs_userns(self) -> bool:
         """The agent had to make a user namespace (umlpy is not root)."""
@@ -58,20 +51,3 @@ class NetAgent:
         if not self.needs_userns():
             return -1, net
         return os.open(f"/proc/{self.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC), net
-
-    def socket(self, family: int, type_: int, proto: int = 0) -> socket.socket:
-        """A socket made inside the namespace."""
-        self._sock.sendall(_REQ.pack(family, type_, proto))
-        msg, fds, _flags, _addr = socket.recv_fds(self._sock, 4, 1)
-        if fds:
-            return socket.socket(fileno=fds[0])
-        code = struct.unpack("<i", msg)[0] if len(msg) == 4 else errno.EPROTO
-        raise OSError(code, os.strerror(code))
-
-    def close(self) -> None:
-        self._sock.close()
-        try:
-            os.kill(self.pid, 9)
-            os.waitpid(self.pid, 0)
-        except (ChildProcessError, ProcessLookupError):
-            pass

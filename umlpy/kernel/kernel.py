@@ -42,7 +42,8 @@ class Kernel:
         self.cad_reboots = True     # Ctrl-Alt-Del restarts (reboot(CAD_ON)), else SIGINT to init
         self.tracer = host.Tracer()
         self.pids = PidNamespace()
-        self.loader = Loader(vfs, os.path.join(vfs.scratch, "exec"))
+        self.keeper = None      # umlpy.host.keeper.Keeper: holds the exec images
+        self.loader = Loader(vfs, os.path.join(vfs.scratch, "exec"), self.get_keeper)
         self.fds = Fds(self)
         vfs.handles.gc_hook = self.fds.live_keys
         self.current: Optional[Task] = None     # the task whose syscall is being served
@@ -94,9 +95,19 @@ class Kernel:
                 break
         return self.init_status if self.init_status is not None else 0
 
+    def get_keeper(self):
+        """The keeper of exec images, started at the first exec (--net=none
+        starts it earlier, in the instance's network namespace)."""
+        if self.keeper is None:
+            from umlpy.host.keeper import Keeper
+            self.keeper = Keeper()
+        return self.keeper
+
     def close(self) -> None:
         self.fds.close()
         self.loader.close()
+        if self.keeper is not None:
+            self.keeper.close()
         self.tracer.close()
 
     # ---- the fast-path mirror ----

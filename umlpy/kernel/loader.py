@@ -2,19 +2,22 @@
 
 The host cannot exec a file by a guest path, and would look up PT_INTERP in the
 host's root. So an ELF taken from the guest's tree is copied into a sealed
-memfd (an "exec image", cached per inode); a dynamic one gets its PT_INTERP
-rewritten to /proc/<kernel-pid>/fd/<N>, the image of the guest's own ld.so.
-The host then execs the image by that same kind of path.
+memfd (an "exec image", cached per file version) and handed to the keeper
+(umlpy.host.keeper), a process as unprivileged as the guests; a dynamic one
+gets its PT_INTERP rewritten to /proc/<keeper pid>/fd/<N>, the image of the
+guest's own ld.so. The host then execs the image by that same kind of path.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import shutil
 import stat as st
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from umlpy.vfs import perm
 from umlpy.vfs.mount import MS_NOEXEC
@@ -26,6 +29,7 @@ PT_INTERP = 3
 MFD_CLOEXEC = 0x1
 MFD_ALLOW_SEALING = 0x2
 MFD_EXEC = 0x10
+MAX_IMAGES = 256                # exec images kept (each is a copy of a program)
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
 
@@ -105,20 +109,19 @@ class ExecImage:
     dev: int
     ino: int
     interp_key: Optional[tuple]
-
-    def host_path(self) -> str:
-        return f"/proc/{os.getpid()}/fd/{self.fd}"
+    path: str = ""          # how guests name it: /proc/<keeper pid>/fd/<N>
+    number: int = -1        # N, its fd in the keeper
 
     def exec_path(self, link_dir: str, name: str) -> str:
         """A path to exec this image by whose last component is `name`: the host
-        names the new process (its comm) after it. A symlink to host_path()."""
+        names the new process (its comm) after it. A symlink to self.path."""
         name = (name or "exe").replace("/", "_")[:64] or "exe"
         d = os.path.join(link_dir, str(self.ino))
         link = os.path.join(d, name)
         if not os.path.islink(link):
             os.makedirs(d, mode=0o700, exist_ok=True)
             try:
-                os.symlink(self.host_path(), link)
+                os.symlink(self.path, link)
             except FileExistsError:
                 pass
         return link
@@ -137,13 +140,16 @@ def _file_key(s: os.stat_result) -> tuple:
 
 
 class Loader:
-    def __init__(self, vfs, link_dir: str) -> None:
+    def __init__(self, vfs, link_dir: str, keeper: Callable[[], object]) -> None:
+        """keeper: gives the umlpy.host.keeper.Keeper that holds the images."""
         self.vfs = vfs
         self.link_dir = link_dir
-        self.images: Dict[tuple, ExecImage] = {}
+        self.keeper = keeper
+        self.images: "OrderedDict[tuple, ExecImage]" = OrderedDict()   # least recent first
         self.infos: Dict[tuple, ElfInfo] = {}       # parsed headers, per file version
 
     def close(self) -> None:
+        """The kernel's copies; the keeper's go with the keeper."""
         for img in self.images.values():
             os.close(img.fd)
         self.images.clear()
@@ -202,21 +208,42 @@ class Loader:
             interp_image = self._interp(os.fsdecode(info.interp), resolve)
         interp_key = (interp_image.dev, interp_image.ino) if interp_image else None
         if cached is not None and cached.interp_key == interp_key:
+            self.images.move_to_end(key)
             return cached
         if cached is not None:
-            os.close(cached.fd)
-            del self.images[key]
+            self._forget(key)
         if data is None:
             data = self._read_all(fd, s)
         if interp_image is not None:
-            new = interp_image.host_path().encode() + b"\0"
+            new = interp_image.path.encode() + b"\0"
             if len(new) > info.interp_size:
                 raise _noexec("PT_INTERP too short to redirect")
             data = (data[:info.interp_offset] + new.ljust(info.interp_size, b"\0")
                     + data[info.interp_offset + info.interp_size:])
         img = self._memfd(data, interp_key)
+        try:
+            keeper = self.keeper()
+            img.number = keeper.keep(img.fd)
+        except BaseException:
+            os.close(img.fd)
+            raise
+        img.path = keeper.path(img.number)
         self.images[key] = img
+        while len(self.images) > MAX_IMAGES:
+            self._forget(next(iter(self.images)))
         return img
+
+    def _forget(self, key: tuple) -> None:
+        """Drop an image: an exec that named it meanwhile fails its identity
+        check at the exec event, never runs something else unchecked."""
+        img = self.images.pop(key)
+        self.infos.pop(key, None)
+        os.close(img.fd)
+        shutil.rmtree(os.path.join(self.link_dir, str(img.ino)), ignore_errors=True)
+        try:
+            self.keeper().drop(img.number)
+        except OSError:
+            pass
 
     @staticmethod
     def _read_all(fd: int, s: os.stat_result) -> bytes:

@@ -22,12 +22,9 @@ def attach(kernel, config: NetConfig) -> NetStack:
         net.agent = NetAgent()
     except NetnsError as e:
         raise NetError(f"--net=none: {e.strerror}") from None
-    if net.agent.needs_userns():
-        # A guest in a user namespace cannot open /proc/<kernel pid>/fd/N
-        # (the exec images): the host refuses ptrace access across it.
-        net.close()
-        raise NetError("--net=none needs root here: without it the guest would be in a user "
-                       "namespace, from which it cannot reach the kernel's exec images")
+    # The agent is as unprivileged as the guests, in their namespaces: it
+    # holds their exec images too.
+    kernel.keeper = net.agent
     for rule in config.forwards:
         try:
             net.forwarders.append(Forwarder(rule, net.agent))
@@ -74,9 +71,5 @@ def config_from_boot(config) -> NetConfig:
                            "(the host's network, outbound)")
     forwards = [f for spec in config.hostfwd for f in parse_hostfwd(spec)]
     cfg = boot_net(transports, forwards)
-    if cfg.mode == "none" and not forwards and os.geteuid() != 0:
-        # a loopback of its own needs root here (see attach); do not refuse to boot
-        cfg.mode = "host"
-        cfg.note = "net: no eth0 and not root: the machine shares the host's network"
     cfg.check()
     return cfg
