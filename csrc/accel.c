@@ -199,6 +199,30 @@ static void child_fail(int sock, int err) {
     _exit(127);
 }
 
+/* The child's report: its listener's fd number (int[2] {0, fd}), or errno
+ * (one int, child_fail). Returns our copy of the listener, or -errno. */
+static int take_listener(int sock, pid_t pid) {
+    int word[2] = {0, -1};
+    ssize_t n;
+    do {
+        n = read(sock, word, sizeof word);
+    } while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(int))
+        return word[0] > 0 ? -word[0] : -EPROTO;
+    if (n != (ssize_t)sizeof word || word[1] < 0)
+        return -EPROTO;
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0)
+        return -errno;
+    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, word[1], 0);
+    int e = errno;
+    close(pidfd);
+    if (fd < 0)
+        return -e;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+}
+
 int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *const envp[],
               const void *filter, unsigned int filter_len, int console_fd,
               int userns_fd, int netns_fd) {
@@ -256,18 +280,22 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
                                SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
         if (lfd < 0)
             child_fail(s, errno);
-        if (uml_send_fd(s, lfd) != 0)
+        /* The filter is on: sendmsg would now wait for the kernel, which has
+         * no listener yet. Only the number goes over; the parent takes the
+         * fd itself with pidfd_getfd. */
+        int word[2] = {0, lfd};
+        if (write(s, word, sizeof word) != (ssize_t)sizeof word)
+            _exit(127);
+        char go;
+        if (read(s, &go, 1) != 1)   /* wait until the parent has it and has seized us */
             _exit(127);
         close(lfd);
-        char go;
-        if (read(s, &go, 1) != 1)   /* wait until the parent has seized us */
-            _exit(127);
         close(s);
         execve(path, argv, envp);
         _exit(127);
     }
     close(sv[1]);
-    int lfd = uml_recv_fd(sv[0]);
+    int lfd = take_listener(sv[0], pid);
     if (lfd < 0) {
         close(sv[0]);
         kill(pid, SIGKILL);

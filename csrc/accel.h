@@ -74,9 +74,6 @@ int uml_keeper(int flags, int *sock_out);
 /* Drop every capability, the bounding set and ambient ones; lock securebits
  * so root regains nothing at exec. Returns 0 or errno. */
 int uml_drop_caps(void);
-/* internal: an fd over a unix socket, with an int word (0, or errno instead) */
-int uml_send_fd(int sock, int fd);
-int uml_recv_fd(int sock);
 
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
 

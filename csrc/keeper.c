@@ -55,11 +55,6 @@ static int send_msg_fd(int sock, const void *word, size_t len, int fd) {
     return sendmsg(sock, &msg, 0) == (ssize_t)len ? 0 : -1;
 }
 
-int uml_send_fd(int sock, int fd) {
-    int word = 0;
-    return send_msg_fd(sock, &word, sizeof word, fd);
-}
-
 /* Reads a message of up to `len` bytes into `word`; the fd it carried (or -1)
  * goes to *fd. Returns the message length, or -1. */
 static ssize_t recv_msg_fd(int sock, void *word, size_t len, int *fd, int flags) {
@@ -79,16 +74,6 @@ static ssize_t recv_msg_fd(int sock, void *word, size_t len, int *fd, int flags)
     if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
         memcpy(fd, CMSG_DATA(cm), sizeof(int));
     return n;
-}
-
-int uml_recv_fd(int sock) {
-    int word = 0, fd;
-    ssize_t n = recv_msg_fd(sock, &word, sizeof word, &fd, MSG_CMSG_CLOEXEC);
-    if (fd >= 0)
-        return fd;
-    if (n == (ssize_t)sizeof word && word > 0)
-        return -word;
-    return -EPROTO;
 }
 
 /* ---- capabilities ---- */

@@ -167,3 +167,16 @@ def test_bare_trace_option_does_not_eat_the_command():
     assert normalize_argv(["--root", "--trace", "--trace", "ls"], vals) == \
         ["--root", "--trace", "--trace=-", "ls"]
     assert normalize_argv(["ls", "--trace"], vals) == ["ls", "--trace"]
+
+
+def test_calls_the_accelerator_answers_are_served_under_trace(tmp_path):
+    """--trace turns the accelerator's fast path off: the kernel answers
+    getuid and friends itself (they were ENOSYS there once)."""
+    log = tmp_path / "ids.txt"
+    script = "import os; print(os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getpid())"
+    res = run_umlpy(umlpy_run(["python3", "-c", script], [f"--trace={log}"]), timeout=120)
+    assert res.returncode == 0, describe(res)
+    assert res.stdout.split() == ["0", "0", "0", "0", "1"]
+    calls = {name: result for _pid, name, _args, result in parse(log.read_text())}
+    assert calls["getuid"] == calls["getegid"] == "0", calls
+    assert "ENOSYS" not in log.read_text()

@@ -56,7 +56,8 @@ def native(*names: str, note: str = "") -> None:
 
 def fast(*names: str) -> None:
     for n in names:
-        _put(Entry(NR[n], n, FAST, note="answered by the accelerator"))
+        if NR[n] not in TABLE:      # keep a handler for when the accelerator does not answer
+            _put(Entry(NR[n], n, FAST, note="answered by the accelerator"))
 
 
 def refuse(name: str, err: int, note: str) -> None:
