@@ -27,11 +27,13 @@ def guest(code: str, *args: str, options=(), timeout: float = 60) -> subprocess.
 
 def test_unix_server_and_client_as_native(tmp_path):
     """Stream and datagram sockets on paths, SCM_RIGHTS, abstract names,
-    autobind and the errnos: the guest prints what Linux prints."""
+    autobind, credentials, peer names, sendmsg with an address and the
+    errnos: the guest prints what Linux prints."""
+    env = guest_env()
     native = subprocess.run([PY, DEMO, str(tmp_path)], capture_output=True, text=True,
-                            timeout=60, env=guest_env())
+                            timeout=60, env=env)
     assert native.returncode == 0, native.stderr
-    res = run_umlpy(umlpy_run([PY, DEMO]), timeout=90)
+    res = run_umlpy(umlpy_run([PY, DEMO]), timeout=90, env=env)
     assert res.returncode == 0, describe(res)
     assert res.stdout == native.stdout, describe(res)
     assert "server got b'fd follows' 1 b'through the passed fd'" in res.stdout
@@ -138,10 +140,7 @@ def test_private_directory_is_out_of_reach():
 
 
 # ---- --net=none: a loopback of the instance's own ----
-# A documented limit, not a hidden failure: as a normal user --net=none stops with
-# one line (a user-namespace guest cannot open the kernel's exec images). CI is root.
-needs_root = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="--net=none is root-only for now (README, Networking)")
+# (run as a normal user too: tests/test_guest_unprivileged.py)
 
 NONE_PROBE = r"""
 import errno, os, socket
@@ -168,7 +167,6 @@ os.wait()
 """
 
 
-@needs_root
 def test_net_none_has_its_own_loopback():
     """Port 80 for guest root, not for a guest user; a host address has no
     route: the errnos of a Linux machine with only lo (unshare -n)."""
@@ -206,7 +204,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@needs_root
 def test_two_instances_never_see_each_other():
     port = _free_port()
     a = _background([PY, "-c", SERVE, str(port)], ["--net=none"])
@@ -247,7 +244,6 @@ srv.kill()
 """
 
 
-@needs_root
 def test_http_server_reachable_through_a_forwarded_port_only():
     port = _free_port()
     proc = _background([PY, "-c", HTTP], ["--net=none", "--forward", f"tcp:{port}:80"])
@@ -289,7 +285,6 @@ def _boot(root, script: str, *extra: str):
     return run_umlpy(umlpy_boot(opts), input=script, timeout=60, cwd=str(root))
 
 
-@needs_root
 def test_boot_network_follows_eth0(busybox_root):
     """A host server on 127.0.0.1: out of reach of a machine without eth0,
     reachable with eth0=slirp (busybox nc in the guest)."""

@@ -1,11 +1,13 @@
 """A unix-socket server and client (run natively and in the guest; the
 output must be the same): stream and datagram sockets bound to paths,
-abstract names, autobind, fd passing over SCM_RIGHTS, and the errors."""
-import array
+abstract names, autobind, fd passing over SCM_RIGHTS, credentials
+(SO_PEERCRED, SCM_CREDENTIALS), the names accept/recvfrom/recvmsg report,
+sendmsg with an address, and the errors."""
 import os
 import pathlib
 import socket
 import stat
+import struct
 import sys
 import tempfile
 
@@ -24,6 +26,20 @@ def err(fn):
         return "ok"
     except OSError as e:
         return f"errno {e.errno}"
+
+
+PEERCRED = struct.Struct("iII")
+
+
+def own(uid, gid):
+    return (os.getpid(), uid, gid)
+
+
+def creds_of(received):
+    for level, kind, data in received[1]:
+        if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
+            return PEERCRED.unpack(data)
+    return None
 
 
 old = os.umask(0o027)
@@ -52,11 +68,16 @@ if pid == 0:                         # the client: sends a pipe's read end
     os.close(w)
     socket.send_fds(cli, [b"fd follows"], [r])
     show("client peer", cli.getpeername())
+    cli.recv(1)                      # stays until the server has seen its credentials
     cli.close()
     os._exit(0)
 conn, addr = srv.accept()
-os.waitpid(pid, 0)                   # the client printed and left; its data waits
+peercred = PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
 msg, fds, _flags, _addr = socket.recv_fds(conn, 100, 4)
+conn.send(b"k")
+os.waitpid(pid, 0)                   # the client printed and left
+show("accepted from", repr(addr))
+show("peercred", peercred == (pid, os.geteuid(), os.getegid()))
 show("server got", msg, len(fds), os.read(fds[0], 100))
 show("accepted sockname", conn.getsockname())
 
@@ -70,6 +91,30 @@ show("dgram", a.recv(100))
 b.connect(base + "/a")
 b.send(b"connected dgram")
 show("dgram", a.recv(100), b.getpeername())
+b.sendto(b"named", base + "/a")
+show("recvfrom", a.recvfrom(100))
+b.sendmsg([b"sendmsg ", b"to a path"], [], 0, base + "/a")
+show("recvmsg", a.recvmsg(100, 100))
+show("sendmsg to none", err(lambda: b.sendmsg([b"x"], [], 0, base + "/none")))
+show("sendmsg to a file", err(lambda: b.sendmsg([b"x"], [], 0, base + "/file")))
+
+# credentials: the peer's, the sender's own, and claims that are not one's own
+x, y = socket.socketpair()
+show("socketpair peercred", PEERCRED.unpack(x.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                         12)) == own(os.geteuid(), os.getegid()))
+y.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+x.send(b"plain")
+show("passcred", creds_of(y.recvmsg(100, 100)) == own(os.getuid(), os.getgid()))
+a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+b.sendmsg([b"cred"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS,
+                       PEERCRED.pack(*own(os.getuid(), os.getgid())))], 0, base + "/a")
+show("scm_credentials", creds_of(a.recvmsg(100, 100)) == own(os.getuid(), os.getgid()))
+if os.geteuid() != 0:
+    for what, claim in (("pid", (1, os.getuid(), os.getgid())),
+                        ("uid", (os.getpid(), os.getuid() + 1, os.getgid()))):
+        show("claim", what, err(lambda: x.sendmsg([b"x"], [(socket.SOL_SOCKET,
+                                                            socket.SCM_CREDENTIALS,
+                                                            PEERCRED.pack(*claim))])))
 
 # the abstract namespace
 ab = socket.socket(socket.AF_UNIX)
@@ -85,5 +130,13 @@ name = auto.getsockname()
 show("autobind", len(name), name[:1])
 a.sendto(b"to autobound", name)
 show("autobind got", auto.recv(100))
+auto.sendto(b"from autobound", base + "/a")
+data, sender = a.recvfrom(100)
+show("autobound sender", data, sender == name)
+ab.settimeout(10)
+ac2 = socket.socket(socket.AF_UNIX)
+ac2.bind("\0umlpy-demo-client-" + tag)
+ac2.connect("\0umlpy-demo-" + tag)
+show("abstract accepted from", ab.accept()[1], ab.accept()[1])
 show("unlinked", err(lambda: (os.unlink(path), socket.socket(socket.AF_UNIX).connect(path))))
 show("done")

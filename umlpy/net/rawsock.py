@@ -1,6 +1,6 @@
 """Socket calls on kernel-held descriptors with raw sockaddr bytes.
 
-The kernel performs a guest's bind, connect and addressed send itself, on a
+The kernel performs a guest's bind, connect, addressed send and sendmsg itself, on a
 duplicate of the guest's socket (pidfd_getfd), with the address it checked:
 the host never re-reads an address from guest memory that another guest
 thread could rewrite. Python's socket module wants parsed tuples and owns
@@ -36,6 +36,30 @@ def sendto(fd: int, data: bytes, flags: int, addr: bytes) -> int:
     _libc.sendto.restype = ctypes.c_ssize_t
     return _check(_libc.sendto(fd, ctypes.c_char_p(data), ctypes.c_size_t(len(data)), flags,
                                ctypes.c_char_p(addr), len(addr)), "sendto")
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.POINTER(_Iovec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+def sendmsg(fd: int, data: bytes, control: bytes, flags: int, addr: bytes) -> int:
+    """sendmsg(2) of one buffer, with raw control messages and address."""
+    dbuf = ctypes.create_string_buffer(data, len(data))
+    cbuf = ctypes.create_string_buffer(control, len(control))
+    nbuf = ctypes.create_string_buffer(addr, len(addr))
+    iov = _Iovec(ctypes.cast(dbuf, ctypes.c_void_p), len(data))
+    msg = _Msghdr(ctypes.cast(nbuf, ctypes.c_void_p) if addr else None, len(addr),
+                  ctypes.pointer(iov), 1,
+                  ctypes.cast(cbuf, ctypes.c_void_p) if control else None, len(control), 0)
+    _libc.sendmsg.restype = ctypes.c_ssize_t
+    return _check(_libc.sendmsg(fd, ctypes.byref(msg), flags), "sendmsg")
 
 
 def _name(fn, fd: int, what: str) -> bytes:

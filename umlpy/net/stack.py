@@ -6,6 +6,7 @@ import os
 from typing import List, Optional
 
 from umlpy.net.policy import NetConfig
+from umlpy.net.ucred import Ledger
 from umlpy.net.unixnames import UnixNames
 
 
@@ -15,6 +16,7 @@ class NetStack:
         self.isolated = self.config.mode == "none"
         tag = os.path.basename(vfs.scratch)
         self.unix = UnixNames(vfs.scratch_dir("net"), tag, private_abstract=self.isolated)
+        self.ledger = Ledger()      # guest credentials of the kernel's own connects and sends
         self.agent = None           # umlpy.net.agent.NetAgent under --net=none
         self.forwarders: List = []
 

@@ -1,16 +1,18 @@
 """Socket calls that name addresses: bind, connect, addressed sendto, and
-the names and credentials a socket reports.
+the names and credentials a socket reports (sendmsg and the receiving
+calls: net_msg).
 
 The kernel performs bind, connect and an addressed sendto itself, on a
 duplicate of the guest's socket, with an address it copied once and checked:
 a unix path is resolved by the VFS in the guest's root (umlpy.net.unixnames),
 never by the host, and another guest thread rewriting the address or the
 descriptor table meanwhile changes nothing. Data calls without an address
-(send, recv, accept...) run natively.
+(send, recv, write, read) run natively.
 
-Known gaps: sendmsg/sendmmsg with msg_name run natively (an address inside a
-msghdr cannot be filtered); accept/recvfrom report a unix peer's host path
-when the peer bound one; SCM_CREDENTIALS carry host ids.
+Credentials: the host stamps the kernel's pid on what the kernel connects
+or sends, so the kernel keeps a ledger of the guest credentials it acted
+with (umlpy.net.ucred); SO_PEERCRED is answered from it or from the peer
+process's guest credentials.
 """
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ import signal
 import socket
 import stat as st
 import struct
+from typing import Callable
 
-from umlpy.net import blocking, rawsock, unixnames
+from umlpy.net import blocking, rawsock, ucred, unixdiag, unixnames
 from umlpy.net.stack import net_of
 from umlpy.net.unixnames import UnixAddr
-from umlpy.syscalls.call import AT_FDCWD, Call, Deferred
+from umlpy.syscalls.call import AT_FDCWD, PASS, Call, Deferred
 from umlpy.syscalls.fs import walk
 from umlpy.syscalls.registry import syscall
 from umlpy.vfs import ops, perm
@@ -142,13 +145,24 @@ def _bind_path(c: Call, sock: int, addr: UnixAddr) -> int:
 
 
 # ---- bind, connect, sendto ----
-@syscall("bind", support="partial",
-         note="unix paths bound in the guest's file system, abstract names per instance")
-def sys_bind(c: Call):
+def _guest_socket(c: Call) -> tuple:
+    """(address, the kernel's duplicate of the socket, is it AF_UNIX) of a
+    bind or connect: the address copied once, the descriptor held once."""
     raw = read_sockaddr(c, 1, 2)
     sock = c.kernel.fds.dup(c.task, c.fd(0))
     try:
-        if rawsock.sock_int(sock, socket.SO_DOMAIN) == socket.AF_UNIX:
+        return raw, sock, rawsock.sock_int(sock, socket.SO_DOMAIN) == socket.AF_UNIX
+    except BaseException:
+        os.close(sock)
+        raise
+
+
+@syscall("bind", support="partial",
+         note="unix paths bound in the guest's file system, abstract names per instance")
+def sys_bind(c: Call):
+    raw, sock, unix = _guest_socket(c)
+    try:
+        if unix:
             return _unix_bind(c, sock, raw)
         _check_port(c, raw)
         rawsock.bind(sock, raw)
@@ -160,11 +174,12 @@ def sys_bind(c: Call):
 @syscall("connect", support="partial",
          note="unix paths resolved in the guest's file system; IP through the host's stack")
 def sys_connect(c: Call):
-    raw = read_sockaddr(c, 1, 2)
-    sock = c.kernel.fds.dup(c.task, c.fd(0))
+    raw, sock, unix = _guest_socket(c)
     try:
-        if rawsock.sock_int(sock, socket.SO_DOMAIN) == socket.AF_UNIX:
+        if unix:
             raw = unix_target(c, raw)
+            # the host stamps the kernel as the peer: remember whom it connected for
+            _ledger(c).record(("ino", os.fstat(sock).st_ino), ucred.of_task(c.task, True))
         wait = _blocking_stream(sock)
         try:
             blocking.try_nonblocking(sock, lambda: (rawsock.connect(sock, raw), 0)[1])
@@ -192,6 +207,83 @@ def _call_alive(c: Call):
     return lambda: tracer.notif_valid(notif_id)
 
 
+def _ledger(c: Call) -> ucred.Ledger:
+    return net_of(c.kernel).ledger
+
+
+def unix_dest(c: Call, sock: int, raw: bytes) -> bytes:
+    """The host address for a send on a unix socket to the guest's `raw`:
+    only a datagram socket goes where the address says (Linux: a stream
+    socket refuses one, a seqpacket socket ignores it)."""
+    kind = rawsock.sock_int(sock, socket.SO_TYPE)
+    if kind == socket.SOCK_STREAM:
+        connected = len(_peer_or_empty(sock)) > 0
+        raise OSError(errno.EISCONN if connected else errno.EOPNOTSUPP, "address on a stream")
+    if kind != socket.SOCK_DGRAM:
+        return b""
+    return unix_target(c, raw)
+
+
+def _peer_or_empty(sock: int) -> bytes:
+    try:
+        return rawsock.getpeername(sock)
+    except OSError:
+        return b""
+
+
+def record_sender(c: Call, sock: int, cred: ucred.Ucred) -> None:
+    """The guest credentials a message the kernel sends on `sock` stands for
+    (found again by the receiver through the sending socket)."""
+    ledger = _ledger(c)
+    ledger.record(("ino", os.fstat(sock).st_ino), cred)
+    name = rawsock.getsockname(sock)
+    if len(name) > unixnames.SUN_PATH_OFFSET:
+        ledger.record(("name", name), cred)
+
+
+def kernel_send(c: Call, sock: int, flags: int, op: Callable[[int], int],
+                cleanup: Callable[[], None] = lambda: None,
+                after: Callable[[int], int] = lambda n: n):
+    """Run op(flags) -- a send on the kernel's duplicate `sock` -- without
+    blocking; when the guest's socket would block, finish on a worker thread.
+    sock is closed and cleanup() called once the send is over; after(n)
+    turns the byte count into the call's result."""
+    task = c.task
+
+    def send() -> int:
+        try:
+            return op(flags | socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+        except OSError as e:
+            if e.errno == errno.EPIPE and not flags & socket.MSG_NOSIGNAL:
+                _sigpipe(task)
+            raise
+
+    def done() -> None:
+        os.close(sock)
+        cleanup()
+    try:
+        wait = not flags & socket.MSG_DONTWAIT \
+            and not fcntl.fcntl(sock, fcntl.F_GETFL) & os.O_NONBLOCK
+        try:
+            n = send()
+            done()
+            return after(n)
+        except OSError as e:
+            if not wait or e.errno != errno.EAGAIN:
+                raise
+    except BaseException:
+        done()
+        raise
+    alive = _call_alive(c)
+
+    def work() -> int:
+        try:
+            return after(blocking.finish_send(sock, send, alive))
+        finally:
+            done()
+    return Deferred(work, value=True)
+
+
 @syscall("sendto", support="partial", native_if=(4, (0,)),
          note="native without an address; an addressed send is made by the kernel")
 def sys_sendto(c: Call):
@@ -201,40 +293,15 @@ def sys_sendto(c: Call):
     flags = c.int(3)
     raw = read_sockaddr(c, 4, 5)
     sock = c.kernel.fds.dup(c.task, c.fd(0))
-    task = c.task
-
-    def send() -> int:
-        try:
-            return rawsock.sendto(sock, data, flags | socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT,
-                                  raw)
-        except OSError as e:
-            if e.errno == errno.EPIPE and not flags & socket.MSG_NOSIGNAL:
-                _sigpipe(task)
-            raise
     try:
         if raw and rawsock.sock_int(sock, socket.SO_DOMAIN) == socket.AF_UNIX:
-            raw = unix_target(c, raw)
+            raw = unix_dest(c, sock, raw)
+            record_sender(c, sock, ucred.of_task(c.task, False))
         data = c.mem.read(c.ptr(1), min(length, SEND_MAX))
-        wait = not flags & socket.MSG_DONTWAIT \
-            and not fcntl.fcntl(sock, fcntl.F_GETFL) & os.O_NONBLOCK
-        try:
-            n = send()
-            os.close(sock)
-            return n
-        except OSError as e:
-            if not wait or e.errno != errno.EAGAIN:
-                raise
     except BaseException:
         os.close(sock)
         raise
-    alive = _call_alive(c)
-
-    def work() -> int:
-        try:
-            return blocking.finish_send(sock, send, alive)
-        finally:
-            os.close(sock)
-    return Deferred(work, value=True)
+    return kernel_send(c, sock, flags, lambda f: rawsock.sendto(sock, data, f, raw))
 
 
 def _sigpipe(task) -> None:
@@ -246,13 +313,20 @@ def _sigpipe(task) -> None:
 
 
 # ---- names and credentials ----
-def _name_call(c: Call, fetch) -> int:
-    addr, lenp = c.ptr(1), c.ptr(2)
+def read_len(c: Call, i: int) -> int:
+    """The int a value-result length argument points to (EFAULT, EINVAL if negative)."""
+    lenp = c.ptr(i)
     if lenp == 0:
-        return -errno.EFAULT
+        raise OSError(errno.EFAULT, "bad address")
     ulen = _INT.unpack(c.mem.read(lenp, 4))[0]
     if ulen < 0:
-        return -errno.EINVAL
+        raise OSError(errno.EINVAL, "negative length")
+    return ulen
+
+
+def _name_call(c: Call, fetch) -> int:
+    addr, lenp = c.ptr(1), c.ptr(2)
+    ulen = read_len(c, 2)
     sock = c.kernel.fds.dup(c.task, c.fd(0))
     try:
         raw = fetch(sock)
@@ -273,3 +347,33 @@ def sys_getsockname(c: Call):
 @syscall("getpeername", note="unix names as the guest bound them")
 def sys_getpeername(c: Call):
     return _name_call(c, rawsock.getpeername)
+
+
+def peer_keys(sock: int) -> list:
+    """Ledger keys of the socket at the other end of a connected `sock`."""
+    ino = unixdiag.peer_inode(sock)
+    return [("ino", ino)] if ino is not None else []
+
+
+def guest_ucred(c: Call, host: ucred.Ucred, effective: bool, keys: Callable[[], list]):
+    return ucred.to_guest(c.kernel, _ledger(c), host, effective, keys)
+
+
+@syscall("getsockopt", support="partial", trap_if=(2, (socket.SO_PEERCRED,)),
+         note="native but for SO_PEERCRED, which shows the peer's guest pid, uid and gid")
+def sys_getsockopt(c: Call):
+    if c.int(1) != socket.SOL_SOCKET:
+        return PASS                     # option 17 of another level: the host's answer
+    lenp, ulen = c.ptr(4), read_len(c, 4)
+    sock = c.kernel.fds.dup(c.task, c.fd(0))
+    try:
+        host = ucred.Ucred(*_PEERCRED.unpack(rawsock.getsockopt(
+            sock, socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)))
+        cred = guest_ucred(c, host, True, lambda: peer_keys(sock))
+    finally:
+        os.close(sock)
+    data = _PEERCRED.pack(cred.pid, cred.uid, cred.gid)[:ulen]
+    if data:
+        c.write(c.ptr(3), data)
+    c.write(lenp, _INT.pack(len(data)))
+    return 0
