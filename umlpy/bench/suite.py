@@ -170,6 +170,7 @@ def run_suite(workloads: list[Workload], runners: list[Runner], *,
         # repetition is not an outlier.
         for r, reason in usable:
             if not reason:
+                r.prepare()
                 run_once(r.argv(["/bin/true"], cpu), timeout)
 
         for rep in range(reps):

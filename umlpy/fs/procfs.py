@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import uuid
 import weakref
 from typing import Iterable, Optional, Tuple
 
@@ -39,6 +38,16 @@ DEFAULT_FS_TYPES: Tuple[Tuple[str, bool], ...] = (
     ("devpts", False), ("overlay", False), ("hostfs", False), ("ext2", True))
 # host sysctls shown as they are: limits a program sizes itself by
 HOST_SYSCTLS = ("fs/file-max", "fs/nr_open", "vm/overcommit_memory", "vm/max_map_count")
+
+
+def random_uuid() -> str:
+    """A version-4 UUID as /proc/sys/kernel/random/uuid prints it (the uuid
+    module would load libuuid at every start)."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40
+    b[8] = b[8] & 0x3F | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def uts_version() -> str:
@@ -99,7 +108,7 @@ class ProcFs(SynthFs):
         super().__init__(kernel)
         self.starts = StartTimes()
         self._host_boot_ns: Optional[int] = None
-        self.boot_id = getattr(kernel, "boot_id", None) or str(uuid.uuid4())
+        self.boot_id = getattr(kernel, "boot_id", None) or random_uuid()
         self.root = ProcRoot(self, ino=1)
         self._build(self.root)
 
@@ -130,7 +139,7 @@ class ProcFs(SynthFs):
         procfs_net.add_net(self, r)
         rnd = kern.add_dir("random")
         rnd.add_file("boot_id", lambda: self.boot_id + "\n")
-        rnd.add_file("uuid", lambda: str(uuid.uuid4()) + "\n")
+        rnd.add_file("uuid", lambda: random_uuid() + "\n")
         for name in HOST_SYSCTLS:
             d, _, leaf = name.rpartition("/")
             r.makedirs("sys/" + d).add_file(

@@ -7,7 +7,7 @@ state, so every format is testable on a string.
 """
 from __future__ import annotations
 
-import platform
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -286,7 +286,7 @@ def stat_text(host: str, processes: int, running: int, blocked: int) -> str:
 
 def version_text(release: str, version: str) -> str:
     return (f"Linux version {release} (umlpy@umlpy) "
-            f"(Python {platform.python_version()}) {version}\n")
+            f"(Python {'.'.join(map(str, sys.version_info[:3]))}) {version}\n")
 
 
 def filesystems_text(types: Iterable[Tuple[str, bool]]) -> str:

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import os
-import platform
 from typing import List
 
 MIN_KERNEL = (5, 14)    # SECCOMP_ADDFD_FLAG_SEND
 
 
 def _kernel_version() -> tuple:
-    parts = platform.release().split(".")
+    parts = os.uname().release.split(".")
     try:
         return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
     except (IndexError, ValueError):
@@ -19,11 +18,11 @@ def _kernel_version() -> tuple:
 def problems() -> List[str]:
     """Human-readable reasons this host cannot run umlpy (empty when it can)."""
     out = []
-    if platform.machine() != "x86_64":
-        out.append(f"umlpy runs on x86-64 hosts only (this is {platform.machine()})")
+    if os.uname().machine != "x86_64":
+        out.append(f"umlpy runs on x86-64 hosts only (this is {os.uname().machine})")
     if _kernel_version() < MIN_KERNEL:
         out.append(f"Linux {MIN_KERNEL[0]}.{MIN_KERNEL[1]} or newer is needed "
-                   f"(seccomp ADDFD_FLAG_SEND); this is {platform.release()}")
+                   f"(seccomp ADDFD_FLAG_SEND); this is {os.uname().release}")
     try:
         with open("/proc/sys/kernel/seccomp/actions_avail") as f:
             actions = f.read().split()

@@ -14,7 +14,6 @@ mapped to a host name private to the instance.
 from __future__ import annotations
 
 import errno
-import hashlib
 import itertools
 import os
 import secrets
@@ -98,6 +97,7 @@ class UnixNames:
         """The host's abstract name for a guest's (without the leading NUL)."""
         if self.private_abstract:
             return name
+        import hashlib      # here: loading OpenSSL costs every start-up 3 ms
         digest = hashlib.blake2b(name, digest_size=16).hexdigest().encode()
         return b"umlpy-" + self.tag + b"-" + digest
 
