@@ -109,4 +109,8 @@ int uml_task_del(struct uml_ctx *c, int tid);
 void uml_set_wake_fd(struct uml_ctx *c, int fd);
 int uml_singlestep(int tid, int sig);
 
+/* Guest ptrace (ptrace_guest.c): one raw ptrace request on a guest's host
+ * tid, for requests the kernel has already checked; returns r or -errno. */
+int64_t uml_pt_raw(int req, int tid, uint64_t addr, uint64_t data);
+
 #endif

@@ -59,6 +59,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
 int uml_task_del(struct uml_ctx *c, int tid);
 void uml_set_wake_fd(struct uml_ctx *c, int fd);
 int uml_singlestep(int tid, int sig);
+int64_t uml_pt_raw(int req, int tid, uint64_t addr, uint64_t data);
 """
 
 # UMLPY_ACCEL_INSTRUMENT=gcov builds the accelerator with gcov counters (the .gcda

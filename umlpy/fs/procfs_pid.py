@@ -22,6 +22,7 @@ from umlpy.vfs.mountinfo import mountinfo_text, mounts_text
 FILE, DIR, LINK = "file", "dir", "link"
 # name, kind, permission bits, guarded by the ptrace access rule
 PID_ENTRIES = (
+    ("auxv", FILE, 0o400, True),       # gdb finds a PIE's load address in it
     ("cgroup", FILE, 0o444, False),
     ("cmdline", FILE, 0o444, False),
     ("comm", FILE, 0o444, False),
@@ -206,6 +207,9 @@ class ProcTarget:
 
     def gen_cmdline(self) -> bytes:
         return self.host_or("cmdline").encode("utf-8", "surrogateescape")
+
+    def gen_auxv(self) -> bytes:
+        return self.host_or("auxv").encode("utf-8", "surrogateescape")
 
     def gen_environ(self) -> bytes:
         return self.host_or("environ").encode("utf-8", "surrogateescape")

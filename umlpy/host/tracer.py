@@ -39,6 +39,9 @@ ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 
 MAX_PATH = 4096
 
+# how the kernel asked a held task to go on (Tracer.holds)
+RESUME_CONT, RESUME_TO_EXIT, RESUME_SKIP, RESUME_LISTEN = range(4)
+
 
 class HostError(OSError):
     """A host operation on a guest task failed (usually: the task died)."""
@@ -84,6 +87,10 @@ class Tracer:
         self._ev = ffi.new("struct uml_event *")
         self._siginfo = ffi.new("char[]", 128)
         self._reply_lock = threading.Lock()     # replies share one buffer; workers reply too
+        # host tid -> fn(tid, how, sig, value): a task whose resumption the kernel's
+        # guest ptrace decides (a guest tracee, or a guest tracer parked in wait).
+        # Empty when no guest uses ptrace: the hot path pays one truth test.
+        self.holds: dict = {}
 
     def close(self) -> None:
         if self._ctx is not None:
@@ -125,13 +132,19 @@ class Tracer:
 
     # ---- ptrace-stopped tasks ----
     def cont(self, tid: int, sig: int = 0) -> int:
+        if self.holds and tid in self.holds:
+            return self.holds[tid](tid, RESUME_CONT, sig, 0)
         return lib.uml_cont(tid, sig)
 
     def cont_to_exit(self, tid: int, sig: int = 0) -> int:
         """Resume and stop again at this syscall's exit."""
+        if self.holds and tid in self.holds:
+            return self.holds[tid](tid, RESUME_TO_EXIT, sig, 0)
         return lib.uml_syscall(tid, sig)
 
     def listen(self, tid: int) -> int:
+        if self.holds and tid in self.holds:
+            return self.holds[tid](tid, RESUME_LISTEN, 0, 0)
         return lib.uml_listen(tid)
 
     def interrupt(self, tid: int) -> int:
@@ -139,6 +152,8 @@ class Tracer:
 
     def skip(self, tid: int, retval: int) -> int:
         """At a seccomp stop: do not run the syscall, return retval, resume."""
+        if self.holds and tid in self.holds:
+            return self.holds[tid](tid, RESUME_SKIP, 0, retval)
         return lib.uml_skip(tid, retval)
 
     def get_regs(self, tid: int) -> Regs:

@@ -12,6 +12,7 @@ import struct
 
 from umlpy.host import procinfo
 from umlpy.host import tracer as host
+from umlpy.kernel import ptrace_stops
 from umlpy.kernel.task import Task, ThreadGroup
 from umlpy.syscalls.numbers import NR
 
@@ -38,7 +39,7 @@ def on_event(k, ev) -> None:
     elif kind == host.EV_SIGNAL:
         on_signal(k, ev)
     elif kind == host.EV_GROUPSTOP:
-        k.tracer.listen(ev.tid)
+        on_groupstop(k, ev)
     elif kind == host.EV_TRAPSTOP:
         on_trapstop(k, ev)
     elif kind in (host.EV_EXITED, host.EV_KILLED):
@@ -63,6 +64,9 @@ def on_fork(k, ev) -> None:
     flags, ptid, ctid = _clone_args(ev.kind, parent.pending_call)
     task = new_task(k, parent, child_tid, flags)
     task.clone_info = (flags, ctid)
+    event = 0
+    if parent.ptrace is not None:       # a guest tracer may follow the child
+        event = ptrace_stops.attach_child(k, parent, task, ev.kind, flags)
     if flags & CLONE_PARENT_SETTID and ptid:
         try:
             host.GuestMemory(parent.host_tid).write(ptid, struct.pack("<i", task.tid))
@@ -71,6 +75,8 @@ def on_fork(k, ev) -> None:
     early = k.early_stops.pop(child_tid, None)
     if early is not None:
         first_stop(k, task)
+    if event and ptrace_stops.event_stop(k, parent, event):
+        return
     k.resume(parent)
 
 
@@ -102,15 +108,33 @@ def first_stop(k, task: Task) -> None:
             host.GuestMemory(task.host_tid).write(ctid, struct.pack("<i", task.tid))
         except OSError:
             pass
+    if task.ptrace is not None and ptrace_stops.initial_stop(k, task):
+        return
     k.tracer.cont(task.host_tid)
+
+
+def on_groupstop(k, ev) -> None:
+    """A stopping signal took effect: the task waits for SIGCONT (host LISTEN),
+    unless a guest tracer is to see the stop."""
+    task = k.pids.tasks.get(ev.tid)
+    if task is not None and task.ptrace is not None:
+        ptrace_stops.group_stop(k, task, (ev.status >> 8) & 0xFF)
+        return
+    if task is not None:
+        task.ptrace_jobstop = (ev.status >> 8) & 0xFF
+    k.tracer.listen(ev.tid)
 
 
 def on_trapstop(k, ev) -> None:
     task = k.pids.tasks.get(ev.tid)
+    if task is not None:
+        task.ptrace_jobstop = 0     # SIGCONT ended a group stop (or an interrupt)
     if task is None:
         k.early_stops[ev.tid] = ev.status   # our parent's event has not come yet
     elif not task.started:
         first_stop(k, task)
+    elif task.ptrace is not None and ptrace_stops.trap_stop(k, task, ev.status, ev.msg):
+        return
     elif k.debugger is not None and k.debugger.on_trapstop(task):
         return      # stopped for gdb (all-stop)
     else:
@@ -162,6 +186,8 @@ def on_exec(k, ev) -> None:
         task.pending_call.orig_args = None
     if k.debugger is not None and k.debugger.on_exec(task):
         return      # held at its first instruction for gdb
+    if task.ptrace is not None and ptrace_stops.exec_stop(k, task, task.tid):
+        return
     k.resume(task)
 
 
@@ -184,6 +210,9 @@ def on_signal(k, ev) -> None:
         k.systrace.signal(task, sig, info)
     if k.debugger is not None and task is not None and k.debugger.on_signal(task, sig):
         return      # a breakpoint or a step: the task stays stopped for gdb
+    if task is not None and task.ptrace is not None and ptrace_stops.signal_stop(k, task, sig,
+                                                                                 info):
+        return      # a guest tracer decides about the signal
     if task is None:
         k.tracer.cont(ev.tid, sig)
     else:
@@ -201,6 +230,8 @@ def on_death(k, ev) -> None:
         k.systrace.death(task, ev.status)
     if k.debugger is not None:
         k.debugger.on_death(task, ev.status)
+    if task.ptrace is not None or task.group.tracees is not None or task.ptrace_park is not None:
+        ptrace_stops.on_death(k, task, ev.status)
     group = task.group
     group.threads.pop(tid, None)
     if not task.is_leader:

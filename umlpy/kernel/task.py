@@ -49,6 +49,12 @@ class FsContext:
 class ThreadGroup:
     """A guest process."""
 
+    # guest ptrace (umlpy/kernel/ptrace_*.py): None until a thread of this process
+    # traces something, then {Task: None} of its tracees and the exits of those
+    # whose death only the tracer can see (threads, other parents' children)
+    tracees: Optional[Dict["Task", None]] = None
+    ptrace_exits: Optional[List[tuple]] = None
+
     def __init__(self, tgid: int, host_tgid: int, parent: Optional["ThreadGroup"]) -> None:
         self.tgid = tgid
         self.host_tgid = host_tgid
@@ -71,6 +77,11 @@ class ThreadGroup:
 class Task:
     """A guest thread."""
 
+    ptrace = None           # a kernel.ptrace_state.Link while a guest tracer traces it
+    ptrace_park = None      # a wait of this (tracer) task held until a tracee reports
+    ptrace_kicks = 0        # host interrupts the kernel sent it (to end such a wait)
+    ptrace_jobstop = 0      # the signal of the group stop it is in (the kernel LISTENs)
+
     def __init__(self, tid: int, host_tid: int, group: ThreadGroup, creds: Creds,
                  fs: FsContext) -> None:
         self.tid = tid
@@ -85,6 +96,12 @@ class Task:
         self.started = False            # first stop seen
         self.clone_info = None          # (flags, ctid) to apply at first stop
         self.mem = None                 # its GuestMemory, set by the kernel
+
+    @property
+    def tracer_pid(self) -> int:
+        """TracerPid of /proc/PID/status: the guest tracer's process, or 0."""
+        link = self.ptrace
+        return link.tracer.group.tgid if link is not None else 0
 
     @property
     def is_leader(self) -> bool:

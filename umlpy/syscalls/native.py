@@ -42,5 +42,4 @@ native(
 fast("getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid")
 
 refuse("clone3", errno.ENOSYS, "libc falls back to clone(2), which is translated")
-refuse("ptrace", errno.EPERM, "guest ptrace is virtualized by the debug issue")
 refuse("io_uring_setup", errno.ENOSYS, "io_uring would open paths without the kernel")

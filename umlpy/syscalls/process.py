@@ -6,7 +6,7 @@ import os
 import struct
 
 from umlpy.host import procinfo
-from umlpy.kernel import lifecycle
+from umlpy.kernel import lifecycle, ptrace_wait
 from umlpy.syscalls.call import PASS, Call
 from umlpy.syscalls.registry import FAST, NOTIF, TRACE, syscall
 
@@ -109,6 +109,10 @@ def _wait4_exit(c: Call, ret: int):
 
 @syscall("wait4", mode=TRACE)
 def sys_wait4(c: Call):
+    if c.task.group.tracees is not None:        # a guest tracer: its tracees' stops first
+        r = ptrace_wait.wait4(c)
+        if r is not None:
+            return r
     _translate_wait_target(c, 0, c.int(0))
     c.on_exit(_wait4_exit)
     return PASS
@@ -130,6 +134,10 @@ def _waitid_exit(c: Call, ret: int):
 
 @syscall("waitid", mode=TRACE)
 def sys_waitid(c: Call):
+    if c.task.group.tracees is not None:
+        r = ptrace_wait.waitid(c)
+        if r is not None:
+            return r
     idtype, ident = c.int(0), c.int(1)
     if idtype == P_PID:
         c.set_arg(1, host_pid(c, ident, errno.ECHILD))
