@@ -61,13 +61,18 @@ def stray_guests(before: set) -> list[str]:
     return strays
 
 
+def make_decoy(top: Path) -> Path:
+    """The canary tree: secret, sub/x (both holding SECRET) and lnk -> secret."""
+    (top / "sub").mkdir(parents=True)
+    for name in ("secret", "sub/x"):
+        (top / name).write_text(f"{SECRET} {name}\n")
+    os.symlink("secret", top / "lnk")
+    return top
+
+
 class HostState:
     def __init__(self, canary: Path) -> None:
-        self.canary = canary
-        (canary / "sub").mkdir(parents=True)
-        for name in ("secret", "sub/x"):
-            (canary / name).write_text(f"{SECRET} {name}\n")
-        os.symlink("secret", canary / "lnk")
+        self.canary = make_decoy(canary)
         self.tree = snapshot(canary)
         self.sleeper = subprocess.Popen(["sleep", "600"], start_new_session=True)
         self.nice = (os.getpriority(os.PRIO_PROCESS, self.sleeper.pid),

@@ -9,9 +9,13 @@ first need, so empty files cost no host descriptor. Device nodes only carry
 rdev (the VFS opens devices through its device table); FIFOs and sockets get a
 host path in a private scratch directory so the VFS can open or bind them.
 
-Limits (size=, nr_inodes=) follow Linux except that native writes through a
-guest descriptor cannot be refused: size= is enforced on setattr(size=) and
-reported by statfs from the memfds' allocated blocks.
+Limits (size=, nr_inodes=) follow Linux. Writes, fallocate and ftruncate run
+natively on the guest's descriptor, so the kernel cannot refuse a block: a
+tmpfs mounted with an explicit size= keeps its files in a private host tmpfs
+of that size (tmpfs_backing), which gives ENOSPC where Linux does. Without
+the privilege to make one, files are memfds and size= is enforced only on
+setattr(size=) (truncate by path, O_TRUNC, copy-up), a native write can pass
+it. statfs reports the files' allocated blocks either way.
 
 A memfd is closed when its inode has no name left and no Python reference
 (weakref.finalize), not at nlink 0: an O_TMPFILE file or an unlinked file
@@ -28,9 +32,9 @@ import shutil
 import stat as st
 import tempfile
 import weakref
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
-from umlpy.fs import tmpfs_options
+from umlpy.fs import tmpfs_backing, tmpfs_options
 from umlpy.fs.xattrs import XattrStore
 from umlpy.vfs.inode import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, FileSystem, Inode,
                              StatFs, check_name, check_rename, dtype_of, now_ns)
@@ -76,6 +80,21 @@ class TmpFs(FileSystem):
         self._files: "weakref.WeakValueDictionary[int, TmpFile]" = weakref.WeakValueDictionary()
         self.root = TmpDir(self, mode & 0o7777, uid, gid)
         self.root.nlink = 2
+        self.backing: Optional[int] = None      # a host tmpfs enforcing size=
+        # With a backing, space goes back only when the kernel lets go of a
+        # deleted file: the VFS's collection of unused handles, called here
+        # once deleted files hold an eighth of the size (not at every unlink).
+        self.orphan_hook: Optional[Callable[[], None]] = None
+        self._orphan_bytes = 0
+
+    def limit_on_host(self) -> bool:
+        """Hold file data in a host tmpfs of our size, so that native writes
+        get ENOSPC past it; False when the host does not allow it."""
+        if self.backing is None and self.size:
+            self.backing = tmpfs_backing.make(self.size)
+            if self.backing is not None:
+                weakref.finalize(self, _close_quietly, self.backing)
+        return self.backing is not None
 
     @staticmethod
     def _pages(nbytes: int) -> int:
@@ -86,9 +105,12 @@ class TmpFs(FileSystem):
                      readonly: bool = False) -> "TmpFs":
         """A tmpfs from mount(2)'s data string ("size=64k,mode=755,uid=0")."""
         opts = tmpfs_options.parse(options)
-        return cls(size=opts.get("size"), nr_inodes=opts.get("nr_inodes"),
-                   mode=opts.get("mode", 0o1777), uid=opts.get("uid", 0),
-                   gid=opts.get("gid", 0), scratch_dir=scratch_dir, readonly=readonly)
+        fs = cls(size=opts.get("size"), nr_inodes=opts.get("nr_inodes"),
+                 mode=opts.get("mode", 0o1777), uid=opts.get("uid", 0),
+                 gid=opts.get("gid", 0), scratch_dir=scratch_dir, readonly=readonly)
+        if "size" in opts:
+            fs.limit_on_host()
+        return fs
 
     def remount(self, options: str = "", readonly: Optional[bool] = None) -> None:
         """mount -o remount: new limits and/or read-only state (mode, uid and
@@ -98,7 +120,10 @@ class TmpFs(FileSystem):
         if n and n < self.inodes_used:
             raise _err(errno.EINVAL, "nr_inodes below the inodes in use")
         if "size" in opts:
-            self.size = self._pages(opts["size"]) * PAGE_SIZE
+            size = self._pages(opts["size"]) * PAGE_SIZE
+            if self.backing is not None:
+                tmpfs_backing.resize(self.backing, size)   # EINVAL below what is used
+            self.size = size
         if n is not None:
             self.nr_inodes = n
         if readonly is not None:
@@ -143,6 +168,14 @@ class TmpFs(FileSystem):
 
     def _free_ino(self) -> None:
         self.inodes_used -= 1
+
+    def _orphaned(self, nbytes: int) -> None:
+        if self.backing is None or self.orphan_hook is None:
+            return
+        self._orphan_bytes += nbytes
+        if self._orphan_bytes * 8 >= self.size:
+            self._orphan_bytes = 0
+            self.orphan_hook()
 
     def scratch_path(self, name: str) -> str:
         if self._scratch is None:
@@ -250,6 +283,8 @@ class TmpInode(XattrStore, Inode):
         self.nlink -= 1
         if self.nlink == 0:
             self.fs._free_ino()
+            if isinstance(self, TmpFile):
+                self.fs._orphaned(self.allocated())
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.ino} {oct(self._mode)}>"
@@ -268,7 +303,10 @@ class TmpFile(TmpInode):
     def memfd(self) -> int:
         """The page cache (created now if this file never had data)."""
         if self._fd < 0:
-            fd = os.memfd_create(f"tmpfs:{self.ino}", os.MFD_CLOEXEC)
+            if self.fs.backing is not None:
+                fd = tmpfs_backing.new_file(self.fs.backing)
+            else:
+                fd = os.memfd_create(f"tmpfs:{self.ino}", os.MFD_CLOEXEC)
             weakref.finalize(self, _close_quietly, fd)
             os.utime(fd, ns=(self.atime, self.mtime))
             self._fd = fd
@@ -301,7 +339,8 @@ class TmpFile(TmpInode):
         if size < 0:
             raise _err(errno.EINVAL)
         old = self._size()
-        if size > old and self.fs.size:
+        if size > old and self.fs.size and self.fs.backing is None:
+            # (with a host backing, growing is sparse and free, as in Linux)
             # the room this file may grow into: the limit minus everyone else's blocks
             others = self.fs.bytes_used() - self.allocated()
             if size > self.fs.size - others:

@@ -1,9 +1,13 @@
 """mount(2) and umount2(2): the guest's own mount table.
 
 Guest root may mount the kernel's file systems (tmpfs, proc, sysfs, devpts,
-devtmpfs), bind-mount and remount; a host directory (hostfs) is not
-reachable this way: what the guest may see of the host is decided on the
-command line.
+devtmpfs), bind-mount, move (MS_MOVE), remount and pivot_root; a host
+directory (hostfs) is not reachable this way: what the guest may see of the
+host is decided on the command line.  Every one of these only rearranges the
+guest's own mount table, so none can reach past the root it was given.
+
+umount of / gives EBUSY; Linux would instead remount the root read-only
+(without MNT_DETACH) or detach it lazily (with it), neither useful here.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from umlpy.vfs.mount import (MNT_DETACH, MNT_FORCE, MS_BIND, MS_NODEV, MS_NOEXEC
 
 MS_SILENT, MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 32768, 1024, 2048, 1 << 21, 1 << 24
 MS_PRIVATE, MS_SLAVE, MS_SHARED, MS_UNBINDABLE = 1 << 18, 1 << 19, 1 << 20, 1 << 17
+MS_MOVE = 8192
 MS_MGC_MSK, MS_MGC_VAL = 0xFFFF0000, 0xC0ED0000
 _PER_MOUNT = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 _PROPAGATION = MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE
@@ -34,7 +39,9 @@ def _new_fs(c: Call, fstype: str, data: str):
         from umlpy.fs.tmpfs import TmpFs
         if fstype == "devtmpfs":
             return DevFs(scratch_dir=scratch)
-        return TmpFs.from_options(data, scratch_dir=scratch)
+        fs = TmpFs.from_options(data, scratch_dir=scratch)
+        fs.orphan_hook = k.vfs.handles.collect      # deleted files give their space back
+        return fs
     if fstype == "proc":
         from umlpy.fs.procfs import ProcFs
         return ProcFs(k)
@@ -60,10 +67,20 @@ def sys_mount(c: Call) -> int:
     if flags & MS_REMOUNT:
         if target.dentry.inode.key != target.mount.root.inode.key:
             return -errno.EINVAL
+        data = os.fsdecode(c.bytes_arg(4, 4096)) if c.ptr(4) else ""
+        remount = getattr(target.mount.fs, "remount", None)
+        if data and remount is not None:
+            remount(data)               # new limits (tmpfs size=, nr_inodes=)
         target.mount.flags = (target.mount.flags & ~_PER_MOUNT) | (flags & _PER_MOUNT)
         return 0
     if not target.inode.is_dir():
         return -errno.ENOTDIR
+    if flags & MS_MOVE:
+        src = walk(c, AT_FDCWD, c.path(0), True).must_exist()
+        if src.dentry.inode.key != src.mount.root.inode.key:
+            return -errno.EINVAL            # not a mount point
+        table.move(src.mount, target)
+        return 0
     if flags & MS_BIND:
         src = walk(c, AT_FDCWD, c.path(0), True).must_exist()
         table.attach(src.mount.fs, target, src.mount.source, flags & _PER_MOUNT,
@@ -108,15 +125,59 @@ def sys_umount2(c: Call) -> int:
     m = target.mount
     if target.dentry.inode.key != m.root.inode.key:
         return -errno.EINVAL            # not a mount point
+    table = c.kernel.vfs.mounts
+    if m is table.root:
+        return -errno.EBUSY             # see the module's note on umount of /
     for task in c.kernel.pids.tasks.values():
         for p in (task.fs.cwd, task.fs.root):
             if p.mount is m and not flags & MNT_DETACH:
                 return -errno.EBUSY
-    c.kernel.vfs.mounts.detach(m)
-    if not any(o.fs is m.fs for o in c.kernel.vfs.mounts):
-        m.fs.sync()
-        if m.fs is not getattr(c.kernel, "devpts", None):
-            m.fs.close()
-        for unit in getattr(c.kernel, "ubd", ()):
-            unmounted(unit, m.fs)
+    # umount -l takes the whole tree with it, as Linux's umount_tree does
+    for gone in (table.subtree(m) if flags & MNT_DETACH else [m]):
+        table.detach(gone)
+        _release(c, gone.fs)
+    return 0
+
+
+def _release(c: Call, fs) -> None:
+    """fs is mounted nowhere any more: write it back and let it go."""
+    if any(o.fs is fs for o in c.kernel.vfs.mounts):
+        return
+    fs.sync()
+    if fs is not getattr(c.kernel, "devpts", None):
+        fs.close()
+    for unit in getattr(c.kernel, "ubd", ()):
+        unmounted(unit, fs)
+
+
+@syscall("pivot_root")
+def sys_pivot_root(c: Call) -> int:
+    """new_root becomes / of the namespace, the old root moves to put_old; the
+    checks and their errnos are Linux's (fs/namespace.c), in its order. The
+    namespace's root is taken to sit on a rootfs, as a booted root does."""
+    if c.task.creds.euid != 0:
+        return -errno.EPERM
+    new = walk(c, AT_FDCWD, c.path(0), True).must_exist()
+    old = walk(c, AT_FDCWD, c.path(1), True).must_exist()
+    for p in (new, old):
+        if not p.inode.is_dir():
+            return -errno.ENOTDIR
+    table = c.kernel.vfs.mounts
+    root = c.task.fs.root
+    if new.mount is root.mount or old.mount is root.mount:
+        return -errno.EBUSY
+    if root.dentry.inode.key != root.mount.root.inode.key:
+        return -errno.EINVAL            # the caller's root is not a mount's root (chroot)
+    if new.dentry.inode.key != new.mount.root.inode.key:
+        return -errno.EINVAL            # new_root is not a mount point
+    if not table.below(old, new) or not table.below(new, root):
+        return -errno.EINVAL
+    old_root = Path(root.mount, root.mount.root)
+    table.pivot(new.mount, old, root.mount)
+    new_root = Path(new.mount, new.mount.root)
+    for task in c.kernel.pids.tasks.values():       # Linux's chroot_fs_refs
+        if task.fs.root.same(old_root):
+            task.fs.root = new_root
+        if task.fs.cwd.same(old_root):
+            task.fs.cwd = new_root
     return 0

@@ -192,9 +192,71 @@ class MountTable:
         """Mount fs (or, for a bind mount, the subtree at `root`) on `at`."""
         names_changed()
         m = Mount(fs, root or Dentry("/", None, fs.root), source, flags, at.mount, at.dentry)
-        self.mount_points.setdefault((at.mount.id, at.inode.key), []).append(m)
+        self._hook(m, at)
         self.order.append(m)
         return m
+
+    def _hook(self, m: Mount, at: Path) -> None:
+        m.parent, m.mountpoint = at.mount, at.dentry
+        self.mount_points.setdefault((at.mount.id, at.inode.key), []).append(m)
+
+    def _unhook(self, m: Mount) -> None:
+        key = (m.parent.id, m.mountpoint.inode.key)
+        self.mount_points[key].remove(m)
+        if not self.mount_points[key]:
+            del self.mount_points[key]
+        m.parent = m.mountpoint = None
+
+    def below(self, p: Path, top: Path) -> bool:
+        """Is p at or below top (Linux's is_path_reachable)?"""
+        for _ in range(1 << 16):            # bounded: a namespace is a tree
+            if p.same(top):
+                return True
+            if p.dentry.inode.key == p.mount.root.inode.key:
+                if p.mount.parent is None:
+                    return False
+                p = Path(p.mount.parent, p.mount.mountpoint)
+            elif p.dentry.parent is None:
+                return False
+            else:
+                p = Path(p.mount, p.dentry.parent)
+        return False
+
+    def move(self, m: Mount, at: Path) -> None:
+        """mount --move: m, with everything mounted on it, now sits on `at`."""
+        if m.parent is None:
+            raise OSError(errno.EINVAL, "cannot move the root")
+        p: Optional[Mount] = at.mount
+        while p is not None:
+            if p is m:
+                raise OSError(errno.ELOOP, "a mount cannot move below itself")
+            p = p.parent
+        names_changed()
+        self._unhook(m)
+        self._hook(m, at)
+
+    def pivot(self, new: Mount, put_old: Path, old: Mount) -> None:
+        """pivot_root: `new` takes the place of the caller's root mount `old`
+        (the namespace's root, usually) and `old` sits on put_old (the caller
+        checked Linux's conditions)."""
+        names_changed()
+        self._unhook(new)
+        if old.parent is None:
+            self.root = new
+            self.order.remove(new)
+            self.order.insert(0, new)
+        else:
+            where = Path(old.parent, old.mountpoint)
+            self._unhook(old)
+            self._hook(new, where)
+        self._hook(old, put_old)
+
+    def subtree(self, m: Mount) -> List[Mount]:
+        """m and every mount on it, deepest first (what umount -l takes away)."""
+        out: List[Mount] = []
+        for c in self.children(m):
+            out += self.subtree(c)
+        return out + [m]
 
     def mounted_on(self, path: Path) -> Optional[Mount]:
         """The top mount on this place, if any."""
@@ -227,10 +289,7 @@ class MountTable:
             raise OSError(errno.EBUSY, "cannot unmount the root")
         if self.children(m):
             raise OSError(errno.EBUSY, "mount point busy")
-        key = (m.parent.id, m.mountpoint.inode.key)
-        self.mount_points[key].remove(m)
-        if not self.mount_points[key]:
-            del self.mount_points[key]
+        self._unhook(m)
         self.order.remove(m)
 
     def __iter__(self) -> Iterator[Mount]:
