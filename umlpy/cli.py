@@ -70,6 +70,8 @@ def _debug_options(r: argparse.ArgumentParser) -> None:
                    help="record coverage.py data of the kernel (python3 -m coverage report)")
     r.add_argument("--gdb", default=None, metavar="PORT",
                    help="a GDB remote stub on 127.0.0.1:PORT; the first process waits for gdb")
+    r.add_argument("--gdb-attach", action="store_true",
+                   help="with --gdb: the first process runs; gdb stops it when it connects")
 
 
 VALUE_OPTIONS = {"--root", "--upper", "--cpu", "--hostname", "--trace-filter", "--profile",

@@ -183,6 +183,15 @@ class MachineConsole:
             raise MconsoleCommandError("Couldn't find that pid") from None
         return f"pid {pid}: syscall {syscall[0] if syscall else '?'}, waiting in {wchan or '-'}"
 
+    def gdb(self, pid: int, port: int) -> str:
+        from umlpy.debug.session import gdb_attach
+        try:
+            return gdb_attach(self.kernel, pid, port)
+        except (LookupError, ValueError) as e:
+            raise MconsoleCommandError(str(e).strip("'\"")) from None
+        except OSError as e:
+            raise MconsoleCommandError(f"gdb: port {port}: {e.strerror or e}") from None
+
 
 def start_mconsole(kernel, config, log):
     """The machine's mconsole socket, started; None when it cannot be made (said in the log)."""

@@ -31,7 +31,7 @@ class DebugSession:
 
     def __init__(self, trace: Optional[str] = None, trace_filter: Optional[str] = None,
                  stats: bool = False, profile: Optional[str] = None, coverage: bool = False,
-                 gdb: Optional[str] = None) -> None:
+                 gdb: Optional[str] = None, gdb_attach: bool = False) -> None:
         self.trace_path = trace
         self.stats_wanted = stats
         self.only = None
@@ -41,6 +41,9 @@ class DebugSession:
         self.profile = KernelProfile(profile) if profile else None
         self.coverage = KernelCoverage() if coverage else None
         self.gdb_spec = gdb
+        self.gdb_attach = gdb_attach
+        if gdb_attach and gdb is None:
+            raise ValueError("--gdb-attach needs --gdb PORT")
         self.out: Optional[TextIO] = None
         self.systrace = None
         self.stats = None
@@ -49,7 +52,7 @@ class DebugSession:
     @classmethod
     def from_args(cls, args) -> "DebugSession":
         return cls(args.trace, args.trace_filter, args.stats, args.profile, args.coverage,
-                   args.gdb)
+                   args.gdb, args.gdb_attach)
 
     def begin(self) -> None:
         """Before the kernel is imported, so coverage sees module-level code too."""
@@ -69,8 +72,9 @@ class DebugSession:
             kernel.systrace = self.systrace
             kernel.tracer.set_fast_path(False)      # getpid and friends must stop too
         if self.gdb_spec is not None:
-            from umlpy.debug.gdbstub.server import GdbServer
-            self.gdb = GdbServer.from_spec(kernel, self.gdb_spec)
+            from umlpy.debug.gdbstub.server import FIRST, GdbServer
+            self.gdb = GdbServer.from_spec(kernel, self.gdb_spec,
+                                           FIRST if self.gdb_attach else None)
             kernel.debugger = self.gdb.hooks
 
     def running(self) -> None:
@@ -95,3 +99,24 @@ class DebugSession:
             err.write("umlpy: " + " ".join(f"{k}={v}" for k, v in counts.items()) + "\n")
         if self.coverage is not None:
             self.coverage.stop(err)
+
+
+def gdb_attach(kernel, pid: int, port: int) -> str:
+    """mconsole `gdb PID PORT` (mconsole thread): a gdb stub on 127.0.0.1:PORT for
+    guest process pid of a running kernel. The process runs on until gdb connects,
+    then stops; when gdb detaches or goes away it runs on and the stub is gone."""
+    import signal
+    import threading
+    from umlpy.debug.gdbstub.server import GdbServer
+    if kernel.debugger is not None:
+        raise ValueError("a gdb stub is already running")
+    group = kernel.pids.groups.get(pid)
+    if group is None or group.zombie:
+        raise LookupError("Couldn't find that pid")
+    server = GdbServer(kernel, port, attach=pid, once=True)     # OSError: port in use
+    kernel.debugger = server.hooks
+    server.start(announce=False)
+    # the loop may be asleep in a poll that predates the stub's wake-up fd: a
+    # SIGCHLD (read by the loop's signalfd) makes it poll again with it
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGCHLD)
+    return f"gdb stub for pid {pid} on 127.0.0.1:{server.port}"

@@ -79,6 +79,10 @@ class MconsoleHost(Protocol):
         """The kernel stack (our equivalent) of guest task pid; MconsoleCommandError
         ("Couldn't find that pid") if there is none."""
 
+    def gdb(self, pid: int, port: int) -> str:
+        """Start a gdb remote stub on 127.0.0.1:port for guest process pid (it stops
+        when gdb connects); the answer says where. MconsoleCommandError if it cannot."""
+
 
 def format_version(sysname: str, nodename: str, release: str, version: str, machine: str) -> str:
     """The answer to "version": the five uname fields separated by spaces, as UML prints them."""
@@ -227,6 +231,14 @@ class Dispatcher:
             return Answer.error("stack needs a pid")
         return Answer.ok(self.host.stack(pid))
 
+    def _gdb(self, arg: str) -> Answer:
+        words = arg.split()
+        pid = _parse_pid(words[0]) if words else None
+        port = words[1] if len(words) == 2 else ""
+        if pid is None or not port.isdigit() or int(port) > 65535:
+            return Answer.error("gdb needs a pid and a TCP port (0: any free port)")
+        return Answer.ok(self.host.gdb(pid, int(port)))
+
 
 def _parse_pid(word: str) -> Optional[int]:
     try:
@@ -257,4 +269,6 @@ COMMANDS: Tuple[Command, ...] = (
     Command("log", " <text>", "Write <text> into the kernel log", Dispatcher._log),
     Command("proc", " <file>", "Print the guest's /proc/<file>", Dispatcher._proc),
     Command("stack", " <pid>", "Print the stack of guest task <pid>", Dispatcher._stack),
+    Command("gdb", " <pid> <port>", "Serve gdb on 127.0.0.1:<port> for guest process <pid>",
+            Dispatcher._gdb),
 )
