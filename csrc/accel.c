@@ -1,6 +1,7 @@
 /* umlpy accelerator: see accel.h. */
 #define _GNU_SOURCE
 #include "accel.h"
+#include "accel_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,30 +33,11 @@
 
 /* ---- per-task table: open addressing, linear probing, backward-shift delete ---- */
 
-struct slot {
-    int32_t tid;            /* 0 = empty */
-    int32_t gtid, gtgid, gppid;
-    uint32_t uid, euid, gid, egid;
-};
-
-struct uml_ctx {
-    int lfd;                /* seccomp listener */
-    int sigfd;              /* signalfd for SIGCHLD */
-    int fast;
-    struct seccomp_notif_sizes sizes;
-    struct seccomp_notif *req;
-    struct seccomp_notif_resp *resp;
-    struct slot *tab;
-    uint32_t cap, count;
-    struct uml_stats stats;
-    int wakefd;             /* readable: uml_next returns UML_EV_INTR (debugger requests) */
-};
-
 static uint32_t hash_tid(int32_t tid, uint32_t cap) {
     return ((uint32_t)tid * 2654435761u) & (cap - 1);
 }
 
-static struct slot *tab_find(struct uml_ctx *c, int32_t tid) {
+struct slot *uml_tab_find(struct uml_ctx *c, int32_t tid) {
     uint32_t i = hash_tid(tid, c->cap);
     for (;;) {
         struct slot *s = &c->tab[i];
@@ -90,7 +72,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid) {
     if (tid <= 0)
         return -EINVAL;
-    struct slot *s = tab_find(c, tid);
+    struct slot *s = uml_tab_find(c, tid);
     if (!s) {
         if ((c->count + 1) * 2 > c->cap) {
             int r = tab_grow(c);
@@ -101,6 +83,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
         while (c->tab[i].tid != 0)
             i = (i + 1) & (c->cap - 1);
         s = &c->tab[i];
+        s->fix = 0;
         c->count++;
     }
     s->tid = tid;
@@ -115,7 +98,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
 }
 
 int uml_task_del(struct uml_ctx *c, int tid) {
-    struct slot *s = tab_find(c, tid);
+    struct slot *s = uml_tab_find(c, tid);
     if (!s)
         return -ENOENT;
     uint32_t i = (uint32_t)(s - c->tab);
@@ -148,6 +131,8 @@ struct uml_ctx *uml_new(void) {
     c->lfd = -1;
     c->wakefd = -1;
     c->fast = 1;
+    c->fast_stops = 1;
+    c->task_limit = 4096;
     c->cap = 1024;
     c->tab = calloc(c->cap, sizeof *c->tab);
     if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &c->sizes) != 0) {
@@ -415,7 +400,7 @@ static int fast_answer(struct uml_ctx *c, const struct seccomp_notif *req) {
     default:
         return 0;
     }
-    s = tab_find(c, (int32_t)req->pid);
+    s = uml_tab_find(c, (int32_t)req->pid);
     if (!s)
         return 0;
     switch (req->data.nr) {
@@ -460,6 +445,8 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
         pid_t p = waitpid(-1, &st, __WALL | WNOHANG);
         if (p > 0) {
             decode(c, p, st, ev);
+            if (uml_fast_stop(c, ev))
+                continue;
             return 0;
         }
         int have_children = !(p < 0 && errno == ECHILD);

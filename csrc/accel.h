@@ -41,12 +41,14 @@ struct uml_event {
     uint64_t ip;
     uint64_t sp;
     int regs_ok;            /* registers were read for this stop */
+    int fix;                /* SYSEXIT of a call whose entry C answered: UML_FIX_* */
 };
 
 struct uml_stats {
     uint64_t fast_answers;
     uint64_t notifs;
     uint64_t ptrace_stops;
+    uint64_t c_stops;       /* ptrace stops answered in C (faststops.c) */
 };
 
 struct uml_ctx;
@@ -76,6 +78,15 @@ int uml_keeper(int flags, int *sock_out);
 int uml_drop_caps(void);
 
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
+
+/* Stops answered in C (faststops.c): set_tid_address, and the entries of
+ * fork/vfork/clone and wait4(-1) with their exits where the table suffices.
+ * A SYSEXIT whose entry C took reaches Python with ev->fix set. */
+enum { UML_FIX_NONE = 0, UML_FIX_TID = 1, UML_FIX_FORK = 2, UML_FIX_PYEXIT = 3 };
+void uml_set_fast_stops(struct uml_ctx *c, int enabled);
+void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
+/* Resume a stopped task: PTRACE_SYSCALL when C owes it an exit stop, else CONT. */
+int uml_resume(struct uml_ctx *c, int tid, int sig);
 
 /* Resuming a ptrace-stopped tracee. */
 int uml_cont(int tid, int sig);

@@ -20,9 +20,9 @@ struct user_regs_struct {
 struct uml_event {
     int kind; int tid; int status; int sig;
     int64_t nr; uint64_t args[6]; int64_t ret; uint64_t msg; uint64_t notif_id;
-    uint64_t ip; uint64_t sp; int regs_ok;
+    uint64_t ip; uint64_t sp; int regs_ok; int fix;
 };
-struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; };
+struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);
@@ -37,6 +37,10 @@ enum { UML_KEEPER_SOCKET = 1, UML_KEEPER_KEEP = 2, UML_KEEPER_DROP = 3 };
 int uml_keeper(int flags, int *sock_out);
 int uml_drop_caps(void);
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
+enum { UML_FIX_NONE = 0, UML_FIX_TID = 1, UML_FIX_FORK = 2, UML_FIX_PYEXIT = 3 };
+void uml_set_fast_stops(struct uml_ctx *c, int enabled);
+void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
+int uml_resume(struct uml_ctx *c, int tid, int sig);
 int uml_cont(int tid, int sig);
 int uml_syscall(int tid, int sig);
 int uml_listen(int tid);

@@ -16,6 +16,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError("umlpy's C accelerator is not built: run `pip install .`") from exc
 
 EV_NONE = lib.UML_EV_NONE
+FIX_FORK, FIX_PYEXIT = lib.UML_FIX_FORK, lib.UML_FIX_PYEXIT    # ev.fix (csrc/faststops.c)
 EV_NOTIF = lib.UML_EV_NOTIF
 EV_SECCOMP = lib.UML_EV_SECCOMP
 EV_SYSEXIT = lib.UML_EV_SYSEXIT
@@ -91,6 +92,7 @@ class Tracer:
         # guest ptrace decides (a guest tracee, or a guest tracer parked in wait).
         # Empty when no guest uses ptrace: the hot path pays one truth test.
         self.holds: dict = {}
+        self._fast_stop_blocks: set = set()
 
     def close(self) -> None:
         if self._ctx is not None:
@@ -119,10 +121,23 @@ class Tracer:
     def set_fast_path(self, enabled: bool) -> None:
         lib.uml_set_fast(self._ctx, 1 if enabled else 0)
 
+    def block_fast_stops(self, why: str, blocked: bool = True) -> None:
+        """Stops the accelerator answers itself (csrc/faststops.c) are off while
+        anything that must see every stop is on: gdb, guest ptrace."""
+        self._fast_stop_blocks.discard(why)
+        if blocked:
+            self._fast_stop_blocks.add(why)
+        lib.uml_set_fast_stops(self._ctx, 0 if self._fast_stop_blocks else 1)
+
+    def set_task_limit(self, limit: int) -> None:
+        """Past it, fork and clone stop in Python (which gives EAGAIN)."""
+        lib.uml_set_task_limit(self._ctx, limit)
+
     def stats(self) -> dict:
         s = ffi.new("struct uml_stats *")
         lib.uml_get_stats(self._ctx, s)
-        return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops}
+        return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops,
+                "c_stops": s.c_stops}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
@@ -132,9 +147,10 @@ class Tracer:
 
     # ---- ptrace-stopped tasks ----
     def cont(self, tid: int, sig: int = 0) -> int:
+        """Resume (to the syscall's exit if the accelerator took its entry)."""
         if self.holds and tid in self.holds:
             return self.holds[tid](tid, RESUME_CONT, sig, 0)
-        return lib.uml_cont(tid, sig)
+        return lib.uml_resume(self._ctx, tid, sig)
 
     def cont_to_exit(self, tid: int, sig: int = 0) -> int:
         """Resume and stop again at this syscall's exit."""

@@ -56,7 +56,21 @@ class Kernel:
         self.oopses = 0
         self.shutting_down = False
         self.systrace = None    # umlpy.debug.trace.SyscallTrace under --trace/--stats
-        self.debugger = None    # umlpy.debug.gdbstub hook under --gdb
+        self._debugger = None
+        from umlpy.syscalls.process import MAX_TASKS
+        self.tracer.set_task_limit(MAX_TASKS)
+        if os.environ.get("UMLPY_NO_FAST_STOPS"):
+            self.tracer.block_fast_stops("environment")
+
+    @property
+    def debugger(self):
+        """The umlpy.debug.gdbstub hooks under --gdb (or an mconsole `gdb`), or None."""
+        return self._debugger
+
+    @debugger.setter
+    def debugger(self, hooks) -> None:
+        self._debugger = hooks
+        self.tracer.block_fast_stops("gdb", hooks is not None)   # gdb sees every stop
 
     # ---- boot ----
     def start(self, path: str, argv: List[str], env: List[str], cwd: str = "/",
@@ -279,7 +293,9 @@ class Kernel:
         task = self.pids.tasks.get(ev.tid)
         call = task.pending_call if task is not None else None
         if call is None:
-            self.tracer.cont(ev.tid)
+            if ev.fix and task is not None:
+                self._exit_of_c_entry(task, ev)
+            self._after_exit(task, ev.tid)
             return
         task.pending_call = None
         ret = s64(ev.ret)
@@ -303,7 +319,36 @@ class Kernel:
             self.tracer.set_return(ev.tid, new)
         if self.systrace is not None:
             self.systrace.done(call, ret if new is None else new)
-        self.tracer.cont(ev.tid)
+        self._after_exit(task, ev.tid)
+
+    def _after_exit(self, task: Optional[Task], tid: int) -> None:
+        # gdb's all-stop may have interrupted this call: it is held at its exit
+        if task is not None and self.debugger is not None and self.debugger.on_trapstop(task):
+            return
+        self.tracer.cont(tid)
+
+    def _exit_of_c_entry(self, task: Task, ev) -> None:
+        """The exit of a call whose entry the accelerator let run
+        (csrc/faststops.c): a fork whose child is gone from its table, or a
+        wait4 (a host pid to show, maybe a child reaped)."""
+        ret = s64(ev.ret)
+        if ev.fix == host.FIX_FORK:
+            if ret > 0:
+                self.tracer.set_return(ev.tid, self.pids.to_guest(ret))
+            return
+        handler = registry.exit_only(ev.nr)
+        if handler is None:
+            return
+        call = Call(self, task, ev.nr, ev.args, self.memory(task), traced=True)
+        try:
+            new = handler(call, ret) if -ret not in ERESTART_CODES else None
+        except OSError as e:
+            new = -(e.errno or errno.EINVAL)
+        except Exception:
+            self.oops(call)
+            return
+        if new is not None:
+            self.tracer.set_return(ev.tid, new)
 
     # ---- shutdown ----
     def shutdown(self, kind: str) -> None:

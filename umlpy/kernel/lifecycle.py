@@ -46,10 +46,16 @@ def on_event(k, ev) -> None:
         on_death(k, ev)
 
 
-def _clone_args(kind: int, call) -> tuple:
+def _clone_args(k, ev, call) -> tuple:
     """(flags, parent_tid_ptr, child_tid_ptr) of the fork-like call under way."""
-    if call is not None and call.nr == 56:      # clone(flags, stack, ptid, ctid, tls)
+    kind = ev.kind
+    if call is not None and call.nr == NR["clone"]:     # clone(flags, stack, ptid, ctid, tls)
         return call.args[0], call.args[2], call.args[3]
+    if call is None and kind != host.EV_VFORK:
+        # the accelerator took the entry (csrc/faststops.c): the registers say
+        regs = k.tracer.get_regs(ev.tid)
+        if regs.orig_rax == NR["clone"]:
+            return regs.rdi, regs.rdx, regs.r10
     if kind == host.EV_VFORK:
         return CLONE_VM | CLONE_VFORK | signal.SIGCHLD, 0, 0
     return signal.SIGCHLD, 0, 0
@@ -61,7 +67,7 @@ def on_fork(k, ev) -> None:
     if parent is None:
         k.tracer.cont(ev.tid)
         return
-    flags, ptid, ctid = _clone_args(ev.kind, parent.pending_call)
+    flags, ptid, ctid = _clone_args(k, ev, parent.pending_call)
     task = new_task(k, parent, child_tid, flags)
     task.clone_info = (flags, ctid)
     event = 0

@@ -101,6 +101,7 @@ def link(k, tracer, tracee, seized: bool, options: int, on_resume) -> Link:
         group.tracees, group.ptrace_exits = {}, []
     group.tracees[tracee] = None
     k.tracer.holds[tracee.host_tid] = on_resume
+    k.tracer.block_fast_stops("guest ptrace")   # a tracer sees every stop, from now on
     return lk
 
 

@@ -8,7 +8,7 @@ import struct
 from umlpy.host import procinfo
 from umlpy.kernel import lifecycle, ptrace_wait
 from umlpy.syscalls.call import PASS, Call
-from umlpy.syscalls.registry import FAST, NOTIF, TRACE, syscall
+from umlpy.syscalls.registry import FAST, NOTIF, TRACE, exit_only_handler, syscall
 
 CLONE_UNTRACED = 0x00800000
 CLONE_NEW_NAMESPACES = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
@@ -88,6 +88,7 @@ def _translate_wait_target(c: Call, index: int, pid: int) -> None:
         c.set_arg(index, -host_pid(c, -pid, errno.ECHILD))
 
 
+@exit_only_handler("wait4")       # wait4(-1, ...): the accelerator lets its entry run
 def _wait4_exit(c: Call, ret: int):
     if ret <= 0:
         return None

@@ -106,6 +106,24 @@ def lookup(nr: int) -> Optional[Entry]:
     return TABLE.get(nr)
 
 
+# exit handlers for calls whose entry the accelerator let run (csrc/faststops.c)
+EXIT_ONLY: dict = {}
+
+
+def exit_only_handler(*names: str):
+    """Decorator: fn(call, ret) fixes the result of these calls at their exit
+    when their entry never reached Python."""
+    def wrap(fn: Callable) -> Callable:
+        for n in names:
+            EXIT_ONLY[NR[n]] = fn
+        return fn
+    return wrap
+
+
+def exit_only(nr: int) -> Optional[Callable]:
+    return EXIT_ONLY.get(nr)
+
+
 def describe(nr: int) -> str:
     e = TABLE.get(nr)
     return f"{name_of(nr)}: {e.mode if e else 'unimplemented'}"
