@@ -212,15 +212,9 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
               const void *filter, unsigned int filter_len, int console_fd,
               int userns_fd, int netns_fd) {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        return -errno;
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(sv[0]);
-        close(sv[1]);
-        return -e;
-    }
+    pid_t pid = uml_fork_paired(sv);
+    if (pid < 0)
+        return pid;
     if (pid == 0) {
         int s = sv[1];
         sigset_t empty;

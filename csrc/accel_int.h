@@ -5,6 +5,7 @@
 
 #include <linux/seccomp.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "accel.h"
 
@@ -32,6 +33,10 @@ struct uml_ctx {
 
 /* The task's slot, or NULL. */
 struct slot *uml_tab_find(struct uml_ctx *c, int32_t tid);
+
+/* keeper.c: a SOCK_SEQPACKET pair in sv and a fork; the pid (0 in the
+ * child) or -errno. */
+pid_t uml_fork_paired(int sv[2]);
 
 /* faststops.c: handle this stop without Python when it can; 1 if it did. */
 int uml_fast_stop(struct uml_ctx *c, struct uml_event *ev);

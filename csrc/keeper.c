@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "accel.h"
+#include "accel_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +75,19 @@ static ssize_t recv_msg_fd(int sock, void *word, size_t len, int *fd, int flags)
     if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
         memcpy(fd, CMSG_DATA(cm), sizeof(int));
     return n;
+}
+
+pid_t uml_fork_paired(int sv[2]) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return -e;
+    }
+    return pid;
 }
 
 /* ---- capabilities ---- */
@@ -193,16 +207,10 @@ static void keeper_serve(int sock) {
 
 int uml_keeper(int flags, int *sock_out) {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        return -errno;
     pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(sv[0]);
-        close(sv[1]);
-        return -e;
-    }
+    pid_t pid = uml_fork_paired(sv);
+    if (pid < 0)
+        return pid;
     if (pid == 0) {
         prctl(PR_SET_NAME, "umlpy-keeper", 0, 0, 0);   /* for the host's ps */
         prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -37,16 +37,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int lineno;
-
-static void result(const char *op, int ok, const char *extra)
-{
-    if (ok)
-        printf("%d %s -> OK%s%s\n", lineno, op, extra ? ":" : "", extra ? extra : "");
-    else
-        printf("%d %s -> %s\n", lineno, op, strerrorname_np(errno) ? strerrorname_np(errno) : "E?");
-    fflush(stdout);
-}
+#include "probe.h"
 
 /* The content of fd from offset 0, newlines shown as '|'. */
 static const char *content(int fd)
@@ -265,19 +256,10 @@ static void op_race(const char *op, const char *dir, const char *target, int n)
 int main(void)
 {
     char line[4096];
-    while (fgets(line, sizeof line, stdin)) {
-        char *a[4] = {0};
-        int n = 0;
-        lineno++;
-        line[strcspn(line, "\n")] = 0;
-        for (char *tok = strtok(line, " "); tok && n < 4; tok = strtok(NULL, " "))
-            a[n++] = tok;
-        if (n == 0 || a[0][0] == '#') {
-            lineno--;
-            continue;
-        }
+    char *a[4] = {0};
+    int n;
+    while ((n = next_command(line, sizeof line, a, 4)) > 0) {
         const char *op = a[0];
-        errno = 0;
         if (!strcmp(op, "read") && n == 2) op_read(op, a[1]);
         else if (!strcmp(op, "append") && n == 2) op_open_write(op, a[1], O_WRONLY | O_APPEND);
         else if (!strcmp(op, "creat") && n == 2) op_open_write(op, a[1], O_WRONLY | O_CREAT | O_EXCL);

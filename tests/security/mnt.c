@@ -20,21 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "probe.h"
+
 #include "rawsys.h"
 
-static int lineno, kept = -1;
-
-static void result(const char *op, int ok, const char *text)
-{
-    if (ok)
-        printf("%d %s -> OK%s%s\n", lineno, op, text ? ":" : "", text ? text : "");
-    else
-        printf("%d %s -> %s\n", lineno, op, strerrorname_np(errno) ? strerrorname_np(errno) : "E?");
-    fflush(stdout);
-}
+static int kept = -1;
 
 static const char *arg(const char *s)
 {
@@ -104,19 +98,10 @@ static void op_ls(const char *op, const char *p)
 int main(void)
 {
     char line[4096];
-    while (fgets(line, sizeof line, stdin)) {
-        char *a[6] = {0};
-        int n = 0;
-        lineno++;
-        line[strcspn(line, "\n")] = 0;
-        for (char *tok = strtok(line, " "); tok && n < 6; tok = strtok(NULL, " "))
-            a[n++] = tok;
-        if (n == 0) {
-            lineno--;
-            continue;
-        }
+    char *a[6] = {0};
+    int n;
+    while ((n = next_command(line, sizeof line, a, 6)) > 0) {
         const char *op = a[0];
-        errno = 0;
         if (!strcmp(op, "mount") && n >= 5)
             result(op, mount(arg(a[1]), a[2], arg(a[3]), flags_of(a[4]),
                              n > 5 ? arg(a[5]) : NULL) == 0, NULL);

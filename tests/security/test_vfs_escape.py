@@ -50,7 +50,7 @@ def escape_bin(tmp_path_factory) -> Path:
     if shutil.which("gcc") is None:
         pytest.skip("gcc missing (install gcc and libc6-dev)")
     d = tmp_path_factory.mktemp("escape")
-    return compile_static((HERE / "escape.c").read_text(), d / "escape")
+    return compile_static((HERE / "escape.c").read_text(), d / "escape", include_dirs=(HERE,))
 
 
 def make_canary(top: Path) -> Path:
