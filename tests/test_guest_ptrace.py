@@ -36,6 +36,9 @@ def programs(tmp_path_factory) -> Path:
         subprocess.run(["gcc", "-static", "-g", "-O0", "-o", str(d / name),
                         str(HERE / "debug" / f"{name}.c")],
                        check=True, capture_output=True, timeout=120)
+    subprocess.run(["gcc", "-g", "-O0", "-o", str(d / "gdb_hello_dynamic"),
+                    str(HERE / "debug" / "gdb_hello.c")], check=True, capture_output=True,
+                   timeout=120)
     return d
 
 
@@ -110,12 +113,15 @@ GDB_NOISE = re.compile(r"^warning: opening /proc/.*/mem file.*\n", re.M)
 
 
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb missing (apt-get install gdb)")
-def test_gdb_batch_matches_native(programs):
+@pytest.mark.parametrize("program", ["gdb_hello", "gdb_hello_dynamic"])
+def test_gdb_batch_matches_native(programs, program):
     """break main, run, bt, info registers rip, continue: gdb's own ptrace
     (TRACEME, exec SIGTRAPs, breakpoints poked into text, SETREGS of the pc,
-    single-steps, xstate) gives the host's session line for line."""
+    single-steps, xstate) gives the host's session line for line; for the
+    dynamic program, info sharedlibrary too (ld.so and libc by their names)."""
     argv = ["gdb", "-batch", "-nx", "-ex", "break main", "-ex", "run", "-ex", "bt",
-            "-ex", "info registers rip", "-ex", "continue", str(programs / "gdb_hello")]
+            "-ex", "info registers rip", "-ex", "info sharedlibrary", "-ex", "continue",
+            str(programs / program)]
     want = native(argv, cwd=str(HERE.parent))
     got = run_umlpy(umlpy_run(argv), timeout=60, cwd=str(HERE.parent))
     assert got.returncode == 0, describe(got)

@@ -121,3 +121,41 @@ def test_exec_errors(root, keeper):
         ld.prepare("/bin/script", resolver(root, user), [b"x"])
     assert e.value.errno == errno.EACCES
     ld.close()
+
+
+def _interp_of(img) -> bytes:
+    size = os.fstat(img.fd).st_size
+    return loader.parse_elf(os.pread(img.fd, size, 0)).interp
+
+
+def test_the_host_s_own_ld_so_is_named_as_it_is(tmp_path, keeper):
+    """Under a root that is the host's /, ld.so is the host's very file: PT_INTERP
+    stays (ld.so, gdb and /proc/PID/maps show its real name). A root with a
+    copy of ld.so gets PT_INTERP pointed at the keeper's image of that copy."""
+    host = Vfs()
+    host.set_root(HostFs("/"), "/")
+    ld = loader.Loader(host, os.path.join(host.scratch, "exec"), lambda: keeper)
+    with open("/bin/true", "rb") as f:
+        wanted = loader.parse_elf(f.read()).interp
+    img = ld.prepare("/bin/true", resolver(host), [b"true"]).image
+    assert _interp_of(img) == wanted
+    ld.close()
+    host.close()
+
+    r = tmp_path / "copy"
+    interp = os.fsdecode(wanted)
+    for src in ("/bin/true", os.path.realpath(interp)):
+        dst = r / src.lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    link = r / interp.lstrip("/")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        os.symlink(os.path.realpath(interp), link)
+    v = Vfs()
+    v.set_root(HostFs(str(r)), str(r))
+    ld = loader.Loader(v, os.path.join(v.scratch, "exec"), lambda: keeper)
+    img = ld.prepare("/bin/true", resolver(v), [b"true"]).image
+    assert _interp_of(img).startswith(f"/proc/{keeper.pid}/fd/".encode())
+    ld.close()
+    v.close()

@@ -139,6 +139,16 @@ def _file_key(s: os.stat_result) -> tuple:
     return (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
 
 
+def _same_host_file(path: str, s: os.stat_result) -> bool:
+    """The host's `path` is the file whose status is `s` (same version)."""
+    if not path.startswith("/"):
+        return False
+    try:
+        return _file_key(os.stat(path)) == _file_key(s)
+    except OSError:
+        return False
+
+
 class Loader:
     def __init__(self, vfs, link_dir: str, keeper: Callable[[], object]) -> None:
         """keeper: gives the umlpy.host.keeper.Keeper that holds the images."""
@@ -192,21 +202,26 @@ class Loader:
                 os.close(fd)
         raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
 
-    def _image(self, fd: int, s: os.stat_result, resolve, nested: bool = False) -> ExecImage:
+    def _info(self, fd: int, s: os.stat_result, nested: bool) -> Tuple[ElfInfo, Optional[bytes]]:
+        """The parsed headers (cached per file version), and the file's bytes
+        when they had to be read for it."""
         key = _file_key(s)
-        cached = self.images.get(key)
-        info = self.infos.get(key)
-        data = None
+        info, data = self.infos.get(key), None
         if info is None:
             data = self._read_all(fd, s)
             info = parse_elf(data)
             self.infos[key] = info
-        interp_image = None
+        if nested and info.interp is not None:
+            raise ExecError(errno.ELIBBAD, "the ELF interpreter has an interpreter")
+        return info, data
+
+    def _image(self, fd: int, s: os.stat_result, resolve, nested: bool = False) -> ExecImage:
+        key = _file_key(s)
+        cached = self.images.get(key)
+        info, data = self._info(fd, s, nested)
+        interp_key, interp_image = None, None
         if info.interp is not None:
-            if nested:
-                raise ExecError(errno.ELIBBAD, "the ELF interpreter has an interpreter")
-            interp_image = self._interp(os.fsdecode(info.interp), resolve)
-        interp_key = (interp_image.dev, interp_image.ino) if interp_image else None
+            interp_key, interp_image = self._interp(os.fsdecode(info.interp), resolve)
         if cached is not None and cached.interp_key == interp_key:
             self.images.move_to_end(key)
             return cached
@@ -252,13 +267,21 @@ class Loader:
             raise _noexec("cannot read the whole file")
         return data
 
-    def _interp(self, path: str, resolve) -> ExecImage:
+    def _interp(self, path: str, resolve) -> Tuple[tuple, Optional[ExecImage]]:
+        """(identity, image) of the ELF interpreter `path` as the guest sees it.
+        The image is None when the host's file at that path is that very file
+        (the host's ld.so under an overlay of the host's /): PT_INTERP stays
+        as it is, and ld.so, gdb and /proc/PID/maps name it as on Linux."""
         try:
             fd, s, _canon = self._open_exec(path, resolve)
         except ExecError as e:
             raise ExecError(errno.ELIBBAD if e.errno == errno.ENOEXEC else e.errno, str(e))
         try:
-            return self._image(fd, s, resolve, nested=True)
+            if _same_host_file(path, s):
+                self._info(fd, s, nested=True)
+                return ("host",) + _file_key(s), None
+            img = self._image(fd, s, resolve, nested=True)
+            return (img.dev, img.ino), img
         finally:
             os.close(fd)
 
