@@ -34,6 +34,7 @@ PID_ENTRIES = (
     ("io", FILE, 0o400, True),
     ("limits", FILE, 0o444, False),
     ("maps", FILE, 0o444, True),
+    ("mem", FILE, 0o600, True),         # gdb reads and writes tracee memory through it
     ("mountinfo", FILE, 0o444, False),
     ("mounts", FILE, 0o444, False),
     ("root", LINK, 0o777, True),
@@ -315,6 +316,21 @@ class PidFile(_Bound, GenFile):
             self.target.check_ptrace()
 
 
+class MemFile(PidFile):
+    """/proc/PID/mem: the host's, opened by the kernel once the guest's ptrace
+    rule allows it; reads and writes then run natively."""
+
+    def __init__(self, target: ProcTarget, ino: int, perm: int) -> None:
+        super().__init__(target, ino, lambda: b"", perm, True)
+
+    def open(self, flags: int) -> int:
+        self.check_access()
+        t = self.target
+        if not t.live():
+            raise fail(errno.ESRCH)
+        return procinfo.open_mem(t.task.host_tid, flags)
+
+
 class MagicLink(_Bound, SynthInode):
     """exe, cwd, root, fd/N: readlink shows the text, a walk jumps to the object."""
 
@@ -401,6 +417,8 @@ class PidDir(_PidDirBase):
             return None
         idx, (_n, kind, perm, guarded) = _ENTRY[name]
         ino = pid_ino(t.tid, t.scope, idx)
+        if name == "mem":
+            return MemFile(t, ino, perm)
         if kind == FILE:
             return PidFile(t, ino, getattr(t, "gen_" + name), perm, guarded)
         if kind == LINK:

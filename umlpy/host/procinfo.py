@@ -152,3 +152,14 @@ def caught_signals(tid: int) -> int:
         if line.startswith(b"SigCgt:"):
             return int(line.split()[1], 16)
     return 0
+
+
+def open_mem(host_tid: int, flags: int) -> int:
+    """/proc/<host tid>/mem of a guest task, for a guest's /proc/PID/mem: the
+    descriptor is bound to the task's memory as it is now (as on Linux)."""
+    if host_tid <= 0:
+        raise OSError(errno.EINVAL, "bad task")
+    try:
+        return os.open(f"/proc/{host_tid}/mem", (flags & os.O_ACCMODE) | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, "no such process") from None
