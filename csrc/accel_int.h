@@ -31,14 +31,17 @@ struct uml_ctx {
     uint32_t task_limit;    /* past it, fork and clone go to Python (EAGAIN) */
 };
 
+/* Internal to the object: called directly, not through the PLT. */
+#define UML_INTERNAL __attribute__((visibility("hidden")))
+
 /* The task's slot, or NULL. */
-struct slot *uml_tab_find(struct uml_ctx *c, int32_t tid);
+UML_INTERNAL struct slot *uml_tab_find(struct uml_ctx *c, int32_t tid);
 
 /* keeper.c: a SOCK_SEQPACKET pair in sv and a fork; the pid (0 in the
  * child) or -errno. */
-pid_t uml_fork_paired(int sv[2]);
+UML_INTERNAL pid_t uml_fork_paired(int sv[2]);
 
 /* faststops.c: handle this stop without Python when it can; 1 if it did. */
-int uml_fast_stop(struct uml_ctx *c, struct uml_event *ev);
+UML_INTERNAL int uml_fast_stop(struct uml_ctx *c, struct uml_event *ev);
 
 #endif

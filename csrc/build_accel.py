@@ -67,11 +67,15 @@ int64_t uml_pt_raw(int req, int tid, uint64_t addr, uint64_t data);
 """
 
 # UMLPY_ACCEL_INSTRUMENT=gcov builds the accelerator with gcov counters (the .gcda
-# files land beside the object files; README "Debugging and profiling" has the report
-# command). Unset: the normal optimized build.
+# files land beside the object files); =gprof without inlining, so that glibc's
+# shared-object profiler (LD_PROFILE) charges each function; README "Debugging and
+# profiling" has the report commands. Unset: the normal optimized build. Every build
+# carries the SONAME LD_PROFILE names it by.
+SONAME = "umlpy_accel.so"
 INSTRUMENT = {
     "": ([], []),
     "gcov": (["-O0", "--coverage"], ["--coverage"]),
+    "gprof": (["-g", "-fno-inline", "-fno-omit-frame-pointer"], []),
 }
 _mode = os.environ.get("UMLPY_ACCEL_INSTRUMENT", "")
 if _mode not in INSTRUMENT:
@@ -87,7 +91,8 @@ ffibuilder.set_source(
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     + INSTRUMENT[_mode][0] + os.environ.get("UMLPY_CFLAGS", "").split(),
-    extra_link_args=INSTRUMENT[_mode][1] + os.environ.get("UMLPY_LDFLAGS", "").split(),
+    extra_link_args=[f"-Wl,-soname,{SONAME}"] + INSTRUMENT[_mode][1]
+    + os.environ.get("UMLPY_LDFLAGS", "").split(),
 )
 
 if __name__ == "__main__":
