@@ -56,6 +56,7 @@ class Kernel:
         self.oopses = 0
         self.shutting_down = False
         self.systrace = None    # umlpy.debug.trace.SyscallTrace under --trace/--stats
+        self.waiting: dict = {}     # notif id -> Deferred with a cancel, while its worker runs
         self._debugger = None
         from umlpy.syscalls.process import MAX_TASKS
         self.tracer.set_task_limit(MAX_TASKS)
@@ -197,6 +198,8 @@ class Kernel:
             pass
 
     def on_notif(self, ev) -> None:
+        if self.waiting:        # a FIFO open's guest may have been interrupted meanwhile
+            self.cancel_orphaned_waits()
         task = self.pids.tasks.get(ev.tid)
         if task is None:        # cannot happen: new tasks are held until known
             self.tracer.reply(ev.notif_id, err=errno.ESRCH)
@@ -217,6 +220,8 @@ class Kernel:
             if st is not None:
                 st.deferred(call, result)
                 st = None
+            if result.cancel is not None:
+                self.waiting[ev.notif_id] = result
             # a daemon thread: one stuck on a FIFO nobody opens must not hold up exit
             threading.Thread(target=self._finish_deferred, args=(ev.notif_id, result),
                              name="umlpy-wait", daemon=True).start()
@@ -230,6 +235,14 @@ class Kernel:
         if st is not None:
             st.done(call, ret)
 
+    def cancel_orphaned_waits(self) -> None:
+        """Wake the workers of slow calls whose guest is gone (a task died):
+        each would otherwise hold a thread and a descriptor for ever."""
+        for notif_id, work in list(self.waiting.items()):
+            if not self.tracer.notif_valid(notif_id):
+                self.waiting.pop(notif_id, None)
+                work.cancel()
+
     def _finish_deferred(self, notif_id: int, work: Deferred) -> None:
         """On a worker thread: finish a slow call and answer the guest."""
         try:
@@ -241,6 +254,8 @@ class Kernel:
             self.klog("oops in a deferred call\n" + traceback.format_exc().rstrip())
             self.tracer.reply(notif_id, err=errno.EIO)
             return
+        finally:
+            self.waiting.pop(notif_id, None)
         if work.value:          # a blocking connect or send: fd is the result itself
             self.tracer.reply(notif_id, fd)
             return

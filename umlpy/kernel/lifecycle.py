@@ -230,6 +230,8 @@ def on_death(k, ev) -> None:
     k.early_stops.pop(tid, None)
     task = k.pids.tasks.pop(tid, None)
     k.tracer.task_del(tid)
+    if k.waiting:           # a slow call (FIFO open) this task was waiting for
+        k.cancel_orphaned_waits()
     if task is None:
         return
     if k.systrace is not None:

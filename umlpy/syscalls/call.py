@@ -35,10 +35,13 @@ class Deferred:
     (or raises OSError); the guest waits meanwhile, the kernel does not."""
 
     def __init__(self, work: Callable[[], int], cloexec: bool = False,
-                 value: bool = False) -> None:
+                 value: bool = False, cancel: Optional[Callable[[], None]] = None) -> None:
         self.work = work
         self.cloexec = cloexec
         self.value = value      # work() returns the call's result, not an fd to install
+        # makes work() return soon once nobody waits for it (its caller died);
+        # None when work() watches for that itself
+        self.cancel = cancel
 
 
 def s32(v: int) -> int:

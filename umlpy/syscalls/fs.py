@@ -90,7 +90,8 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
     res = ops.open_(k.vfs, lk, c.task.creds, flags & ~os.O_CLOEXEC, mode, k.open_device)
     cloexec = bool(flags & os.O_CLOEXEC)
     if res.fifo:
-        return Deferred(lambda: _open_fifo(res.fifo, flags), cloexec)
+        return Deferred(lambda: _open_fifo(res.fifo, flags), cloexec,
+                        cancel=lambda: _wake_fifo_openers(res.fifo))
     return Fd(res.fd, cloexec)
 
 
@@ -98,6 +99,15 @@ def _open_fifo(host_path: str, flags: int) -> int:
     """Runs off the event loop: a FIFO open blocks until the other end comes."""
     keep = os.O_ACCMODE | os.O_NONBLOCK | os.O_APPEND
     return os.open(host_path, (flags & keep) | os.O_CLOEXEC | os.O_NOCTTY | os.O_NOFOLLOW)
+
+
+def _wake_fifo_openers(host_path: str) -> None:
+    """An open of both ends never blocks and completes every open waiting for
+    a partner: the kernel's worker blocked for a guest that died goes free."""
+    try:
+        os.close(os.open(host_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW))
+    except OSError:
+        pass
 
 
 @syscall("open")
