@@ -93,8 +93,8 @@ def new_task(k, parent: Task, host_tid: int, flags: int) -> Task:
     else:
         pgroup = parent.group.parent if flags & CLONE_PARENT else parent.group
         group = ThreadGroup(tid, host_tid, pgroup)
-        group.exe, group.comm = parent.group.exe, parent.group.comm
-        group.exe_path = parent.group.exe_path
+        group.inherit_exe(parent.group)
+        group.comm = parent.group.comm
         k.pids.groups[tid] = group
     fs = parent.fs if flags & CLONE_FS else parent.fs.clone()
     task = Task(tid, host_tid, group, parent.creds.clone(), fs)
@@ -177,8 +177,8 @@ def on_exec(k, ev) -> None:
         os.kill(tid, signal.SIGKILL)
         k.tracer.cont(tid)
         return
-    task.group.exe_path = plan.guest_path
-    task.group.exe = k.vfs.path_string(plan.guest_path, task.fs.root) or ""
+    root = task.fs.root
+    task.group.set_exe(plan.guest_path, lambda: k.vfs.path_string(plan.guest_path, root) or "")
     k.vfs.handles.register((plan.image.dev, plan.image.ino), plan.guest_path)
     task.group.comm = plan.name[:15]
     # The exec succeeded: the registers belong to the new image and execve's

@@ -16,7 +16,7 @@ import shutil
 import stat as st
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from umlpy.vfs import perm
@@ -111,19 +111,23 @@ class ExecImage:
     interp_key: Optional[tuple]
     path: str = ""          # how guests name it: /proc/<keeper pid>/fd/<N>
     number: int = -1        # N, its fd in the keeper
+    links: Dict[str, str] = field(default_factory=dict)    # name -> its exec_path
 
     def exec_path(self, link_dir: str, name: str) -> str:
         """A path to exec this image by whose last component is `name`: the host
         names the new process (its comm) after it. A symlink to self.path."""
         name = (name or "exe").replace("/", "_")[:64] or "exe"
+        link = self.links.get(name)
+        if link is not None:
+            return link
         d = os.path.join(link_dir, str(self.ino))
         link = os.path.join(d, name)
-        if not os.path.islink(link):
-            os.makedirs(d, mode=0o700, exist_ok=True)
-            try:
-                os.symlink(self.path, link)
-            except FileExistsError:
-                pass
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        try:
+            os.symlink(self.path, link)
+        except FileExistsError:
+            pass
+        self.links[name] = link
         return link
 
 
@@ -184,7 +188,9 @@ class Loader:
         self.vfs.handles.register(key, where)
         return fd, s, where
 
-    def prepare(self, path: str, resolve, argv: List[bytes]) -> ExecPlan:
+    def prepare(self, path: str, resolve, argv) -> ExecPlan:
+        """argv: the guest's argv, or a function reading it (only a #! script
+        needs it: an ELF keeps the guest's own, which the host reads)."""
         new_argv = None
         for _depth in range(MAX_INTERP_DEPTH + 1):
             fd, s, canon = self._open_exec(path, resolve)
@@ -192,7 +198,10 @@ class Loader:
                 head = os.pread(fd, BINPRM_BUF_SIZE, 0)
                 if head[:2] == b"#!":
                     interp, arg = parse_shebang(head)
-                    cur = new_argv if new_argv is not None else argv
+                    if new_argv is not None:
+                        cur = new_argv
+                    else:
+                        cur = argv() if callable(argv) else argv
                     new_argv = [interp] + ([arg] if arg else []) + [os.fsencode(path)] + cur[1:]
                     path = os.fsdecode(interp)
                     continue

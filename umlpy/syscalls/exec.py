@@ -68,7 +68,9 @@ def do_exec(c: Call, path: str, argv_ptr: int, envp_ptr: int, dirfd: int = AT_FD
     """first: the Path of the program when the caller already knows it (fexecve)."""
     if not path and first is None:
         return -errno.ENOENT
-    argv = _read_argv(c, argv_ptr)
+
+    def argv() -> list:         # only a #! script needs it: the host reads an ELF's
+        return _read_argv(c, argv_ptr)
 
     def resolve(p: str):
         if first is not None and p == path:
