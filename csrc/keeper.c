@@ -33,8 +33,11 @@
 #define PR_CAP_AMBIENT 47
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
-/* securebits: root gains nothing at exec, set*uid keeps nothing; locked */
-#define SECURE_ALL_LOCKED 0x3f   /* NOROOT, NO_SETUID_FIXUP, KEEP_CAPS and their locks */
+/* securebits, each with its lock: root gains nothing at exec (NOROOT), set*uid
+ * changes no capability (NO_SETUID_FIXUP), none can become ambient. KEEP_CAPS
+ * stays unlocked: with no capability it keeps nothing, and programs such as
+ * setpriv set it (a locked bit would make their prctl fail with EPERM). */
+#define SECURE_NOROOT_FIXUP_LOCKED 0x0f
 #define SECBIT_NO_CAP_AMBIENT_RAISE_AND_LOCK 0xc0
 
 /* ---- passing descriptors ---- */
@@ -99,7 +102,7 @@ int uml_drop_caps(void) {
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL)
             break;
     }
-    if (prctl(PR_SET_SECUREBITS, SECURE_ALL_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE_AND_LOCK,
+    if (prctl(PR_SET_SECUREBITS, SECURE_NOROOT_FIXUP_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE_AND_LOCK,
               0, 0, 0) != 0 && errno != EPERM && errno != EINVAL)
         return errno;
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
