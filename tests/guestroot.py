@@ -310,6 +310,18 @@ def umlpy_boot(options: Sequence[str]) -> list[str]:
     return [sys.executable, "-c", UMLPY_MAIN, *options]
 
 
+def boot_hostfs_machine(root: Path | str, umid: str, uml_dir: Path | str) -> subprocess.Popen:
+    """A machine booted on the host directory `root` (hostfs) with init=/bin/sh
+    reading its script from stdin, with an mconsole socket named `umid`; in a
+    session of its own (kill_group ends it)."""
+    return subprocess.Popen(umlpy_boot(["root=/dev/root", "rootfstype=hostfs",
+                                        f"rootflags={root}", "init=/bin/sh", f"umid={umid}",
+                                        f"uml_dir={uml_dir}", "quiet"]),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=guest_env(),
+                            start_new_session=True)
+
+
 def run_umlpy(cmd: Sequence[str], *, input: str | bytes | None = None, timeout: float = 120,
               env: Mapping[str, str] | None = None, text: bool = True,
               cwd: str | None = None) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from guestroot import guest_env, kill_group, umlpy_boot, umlpy_run
+from guestroot import boot_hostfs_machine, guest_env, kill_group, umlpy_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -175,12 +175,7 @@ def test_mconsole_gdb_attaches_to_a_running_process(debuggees, fresh_busybox_roo
     uml_dir = tmp_path / "uml"
     script = ('/gdb_loop /tmp/stop &\necho "loop-pid $!"\nwait $!\necho "loop-exit $?"\n'
               "poweroff -f\n")
-    proc = subprocess.Popen(umlpy_boot(["root=/dev/root", "rootfstype=hostfs",
-                                        f"rootflags={fresh_busybox_root}", "init=/bin/sh",
-                                        "umid=gdbvm", f"uml_dir={uml_dir}", "quiet"]),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=guest_env(),
-                            start_new_session=True)
+    proc = boot_hostfs_machine(fresh_busybox_root, "gdbvm", uml_dir)
     try:
         proc.stdin.write(script)
         proc.stdin.close()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from guestroot import describe, guest_env, umlpy_boot
+from guestroot import boot_hostfs_machine, describe
 
 pytestmark = pytest.mark.skipif(shutil.which("uml_mconsole") is None,
                                 reason="uml-utilities missing (sh tools/install-test-deps.sh)")
@@ -26,12 +26,7 @@ def test_uml_mconsole_drives_a_running_machine(fresh_busybox_root, tmp_path):
     uml_dir = tmp_path / "uml"
     script = ("while [ ! -b /dev/ubdb ]; do sleep 0.1; done; echo ubdb-appeared\n"
               "while true; do sleep 1; done\n")
-    proc = subprocess.Popen(umlpy_boot(["root=/dev/root", "rootfstype=hostfs",
-                                        f"rootflags={fresh_busybox_root}", "init=/bin/sh",
-                                        "umid=testvm", f"uml_dir={uml_dir}", "quiet"]),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=guest_env(),
-                            start_new_session=True)
+    proc = boot_hostfs_machine(fresh_busybox_root, "testvm", uml_dir)
     proc.stdin.write(script)
     proc.stdin.close()
     proc.stdin = None
