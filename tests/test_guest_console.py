@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from guestroot import UMLPY_MAIN, describe, guest_env
@@ -14,6 +15,21 @@ from guestroot import UMLPY_MAIN, describe, guest_env
 pexpect = pytest.importorskip("pexpect", reason="pexpect missing (pip install -e '.[test]')")
 
 PROMPT = r"[#$] "
+
+
+def _wait_for_guest_sleep(umlpy_pid: int) -> None:
+    """Until a guest `sleep` runs under umlpy: a ^C or ^Z sent while the shell
+    is still forking it would reach the shell instead (a loaded machine)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if any(p.name() == "sleep" for p in psutil.Process(umlpy_pid).children(recursive=True)):
+                time.sleep(0.1)
+                return
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the guest's sleep never started")
 
 
 def test_an_interactive_session_on_the_console(fresh_busybox_root):
@@ -28,11 +44,11 @@ def test_an_interactive_session_on_the_console(fresh_busybox_root):
         child.expect("proc")
         child.expect(PROMPT)
         child.sendline("sleep 100")
-        time.sleep(0.5)
+        _wait_for_guest_sleep(child.pid)        # in the foreground now, not still forking
         child.sendcontrol("c")                  # the guest's line discipline: SIGINT
         child.expect(PROMPT, timeout=5)
         child.sendline("sh -c 'sleep 2; echo resumed-done'")
-        time.sleep(0.5)
+        _wait_for_guest_sleep(child.pid)
         child.sendcontrol("z")
         child.expect("Stopped")
         child.expect(PROMPT)

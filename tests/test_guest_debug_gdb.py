@@ -160,7 +160,8 @@ def test_gdb_attach_then_detach(debuggees, tmp_path):
     finally:
         kill_group(proc)
     assert "* 1    Thread 1 " in out, out
-    assert "in main (argc=2" in out and "sleep" in out, out
+    # stopped wherever it was: in its sleep or in its check for /stop, under main
+    assert "in main (argc=2" in out, out
     assert "$1 = 1" in out, out
     assert "detached" in out, out
     assert stdout == "finished after a while\n" and proc.returncode == 0, (stdout, out)
