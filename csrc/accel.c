@@ -223,6 +223,13 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
         signal(SIGPIPE, SIG_DFL);   /* Python ignores these two; guests must not */
         signal(SIGXFSZ, SIG_DFL);
         if (console_fd >= 0) {
+            /* A booted machine's init starts with every signal at its default,
+             * whatever umlpy was started with (`umlpy ... &` from a script
+             * ignores SIGINT and SIGQUIT; ^C on the console must still work).
+             * `umlpy run` keeps them, as exec does (nohup umlpy run ...). */
+            for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                    signal(sig, SIG_DFL);
             /* The first process gets the console as its stdio and controlling
              * terminal, in a session of its own, as init does. */
             if (setsid() < 0 || dup2(console_fd, 0) < 0 || dup2(console_fd, 1) < 0 ||
