@@ -27,7 +27,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 HOST_BUSYBOX = "/bin/busybox"
 HOST_PYTHON = "/usr/bin/python3.11"
@@ -283,6 +283,36 @@ def guest_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     if extra:
         env.update(extra)
     return env
+
+
+def wait_for_descendants(pid: int, wanted: Callable[[list], bool], what: str,
+                         timeout: float = 60) -> list:
+    """The host processes below `pid` (umlpy) once `wanted(them)` holds, as
+    psutil.Process objects; AssertionError naming `what` after `timeout` s."""
+    import psutil
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            found = []
+        if wanted(found):
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{what} never appeared below process {pid}")
+
+
+def named(procs: list, name: str) -> list:
+    """Those of `procs` called `name` (gone ones left out)."""
+    out = []
+    for p in procs:
+        try:
+            if p.name() == name:
+                out.append(p)
+        except Exception:       # psutil.Error: it ended meanwhile
+            pass
+    return out
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -7,10 +7,9 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
 
-from guestroot import UMLPY_MAIN, describe, guest_env
+from guestroot import UMLPY_MAIN, describe, guest_env, named, wait_for_descendants
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect missing (pip install -e '.[test]')")
 
@@ -20,16 +19,8 @@ PROMPT = r"[#$] "
 def _wait_for_guest_sleep(umlpy_pid: int) -> None:
     """Until a guest `sleep` runs under umlpy: a ^C or ^Z sent while the shell
     is still forking it would reach the shell instead (a loaded machine)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if any(p.name() == "sleep" for p in psutil.Process(umlpy_pid).children(recursive=True)):
-                time.sleep(0.1)
-                return
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the guest's sleep never started")
+    wait_for_descendants(umlpy_pid, lambda ps: named(ps, "sleep"), "the guest's sleep", 30)
+    time.sleep(0.1)
 
 
 def test_an_interactive_session_on_the_console(fresh_busybox_root):

@@ -5,12 +5,10 @@ images) and from inside (privileged native calls fail)."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import psutil
-import pytest
 
-from guestroot import guest_env, kill_group, umlpy_run
+from guestroot import guest_env, kill_group, named, umlpy_run, wait_for_descendants
 from hostcheck import ATTACKS
 
 CAP_LINES = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
@@ -22,16 +20,8 @@ def _status(pid: int) -> dict:
 
 
 def _descendant(proc: subprocess.Popen, name: str) -> psutil.Process:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for p in psutil.Process(proc.pid).children(recursive=True):
-            try:
-                if p.name() == name:
-                    return p
-            except psutil.NoSuchProcess:
-                pass
-        time.sleep(0.05)
-    pytest.fail(f"no {name} below umlpy")
+    found = wait_for_descendants(proc.pid, lambda ps: named(ps, name), name)
+    return named(found, name)[0]
 
 
 def test_guest_and_keeper_hold_no_capabilities(host):

@@ -8,13 +8,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from guestroot import describe, guest_env, kill_group, run_umlpy, umlpy_run
+from guestroot import describe, guest_env, kill_group, run_umlpy, umlpy_run, wait_for_descendants
 from hostcheck import ATTACKS, build_probe
 
 CAPS = ("CapInh", "CapPrm", "CapEff", "CapAmb")
@@ -54,17 +53,18 @@ def test_setuid_host_binaries_give_nothing(setuid_sleeps, guest_uid, host):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
-        deadline, found = time.monotonic() + 60, {}
-        while len(found) < 2 and time.monotonic() < deadline:
-            for p in psutil.Process(proc.pid).children(recursive=True):
+        found = {}
+
+        def both_running(procs: list) -> bool:
+            for p in procs:
                 try:
                     exe = p.cmdline()[0] if p.cmdline() else ""
                 except psutil.Error:
                     continue
                 if "sleep-suid-" in exe:
                     found[exe] = p.pid
-            time.sleep(0.05)
-        assert len(found) == 2, f"guest sleeps not found: {found}"
+            return len(found) == 2
+        wait_for_descendants(proc.pid, both_running, "the two setuid sleeps")
         me = str(os.getuid())
         for exe, pid in found.items():
             st = _status(pid)

@@ -314,15 +314,7 @@ class Kernel:
             return
         task.pending_call = None
         ret = s64(ev.ret)
-        new = None
-        restarting = -ret in ERESTART_CODES
-        if call.exit_handler is not None and not restarting:
-            try:
-                new = call.exit_handler(call, ret)
-            except OSError as e:
-                new = -(e.errno or errno.EINVAL)
-            except Exception:
-                self.oops(call)
+        new = self._run_exit_handler(call, call.exit_handler, ret)
         if call.orig_args is not None:
             regs = self.tracer.get_regs(ev.tid)
             for i, v in enumerate(call.orig_args):
@@ -355,15 +347,22 @@ class Kernel:
         if handler is None:
             return
         call = Call(self, task, ev.nr, ev.args, self.memory(task), traced=True)
-        try:
-            new = handler(call, ret) if -ret not in ERESTART_CODES else None
-        except OSError as e:
-            new = -(e.errno or errno.EINVAL)
-        except Exception:
-            self.oops(call)
-            return
+        new = self._run_exit_handler(call, handler, ret)
         if new is not None:
             self.tracer.set_return(ev.tid, new)
+
+    def _run_exit_handler(self, call: Call, handler, ret: int) -> Optional[int]:
+        """handler(call, ret): the call's new result, or None to keep the host's
+        (also for a call about to restart, and after an oops)."""
+        if handler is None or -ret in ERESTART_CODES:
+            return None
+        try:
+            return handler(call, ret)
+        except OSError as e:
+            return -(e.errno or errno.EINVAL)
+        except Exception:
+            self.oops(call)
+            return None
 
     # ---- shutdown ----
     def shutdown(self, kind: str) -> None:
