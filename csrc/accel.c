@@ -133,6 +133,8 @@ struct uml_ctx *uml_new(void) {
     c->fast = 1;
     c->fast_stops = 1;
     c->task_limit = 4096;
+    c->fstat_gen = 1;
+    c->reap = 1;
     c->cap = 1024;
     c->tab = calloc(c->cap, sizeof *c->tab);
     if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &c->sizes) != 0) {
@@ -168,6 +170,8 @@ void uml_free(struct uml_ctx *c) {
     free(c->req);
     free(c->resp);
     free(c->tab);
+    free(c->fstats);
+    free(c->paths);
     free(c);
 }
 
@@ -212,6 +216,7 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
               const void *filter, unsigned int filter_len, int console_fd,
               int userns_fd, int netns_fd) {
     int sv[2];
+    c->reap = 1;                /* a child to wait for, from now on */
     pid_t pid = uml_fork_paired(sv);
     if (pid < 0)
         return pid;
@@ -388,47 +393,15 @@ static void decode(struct uml_ctx *c, pid_t tid, int st, struct uml_event *ev) {
     ev->kind = UML_EV_SIGNAL;
 }
 
-/* Answer getpid and friends from the table. Returns 1 when answered. */
-static int fast_answer(struct uml_ctx *c, const struct seccomp_notif *req) {
-    if (!c->fast)
-        return 0;
-    int64_t val;
-    struct slot *s;
-    switch (req->data.nr) {
-    case SYS_getpid: case SYS_gettid: case SYS_getppid:
-    case SYS_getuid: case SYS_geteuid: case SYS_getgid: case SYS_getegid:
-        break;
-    default:
-        return 0;
-    }
-    s = uml_tab_find(c, (int32_t)req->pid);
-    if (!s)
-        return 0;
-    switch (req->data.nr) {
-    case SYS_getpid: val = s->gtgid; break;
-    case SYS_gettid: val = s->gtid; break;
-    case SYS_getppid: val = s->gppid; break;
-    case SYS_getuid: val = s->uid; break;
-    case SYS_geteuid: val = s->euid; break;
-    case SYS_getgid: val = s->gid; break;
-    default: val = s->egid; break;
-    }
-    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
-    c->resp->id = req->id;
-    c->resp->val = val;
-    ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp);   /* ENOENT: the task died */
-    c->stats.fast_answers++;
-    return 1;
-}
-
 /* Receive one notification. Returns 1 when ev holds an event for Python. */
 static int take_notif(struct uml_ctx *c, struct uml_event *ev) {
     memset(c->req, 0, c->sizes.seccomp_notif);
     if (ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_RECV, c->req) != 0)
         return 0;   /* ENOENT: the waiting task was killed; EINTR: retry later */
     c->stats.notifs++;
-    if (fast_answer(c, c->req))
+    if (c->fast && uml_fast_answer(c, c->req))
         return 0;
+    uml_fstat_note_python(c, c->req);
     memset(ev, 0, sizeof *ev);
     ev->kind = UML_EV_NOTIF;
     ev->tid = (int)c->req->pid;
@@ -443,14 +416,21 @@ static int take_notif(struct uml_ctx *c, struct uml_event *ev) {
 int uml_next(struct uml_ctx *c, struct uml_event *ev) {
     for (;;) {
         int st;
-        pid_t p = waitpid(-1, &st, __WALL | WNOHANG);
+        /* Ask for stops only after a SIGCHLD said there may be one: a stop
+         * after the last empty wait raises SIGCHLD, which wakes the poll. */
+        pid_t p = c->reap ? waitpid(-1, &st, __WALL | WNOHANG) : 0;
         if (p > 0) {
             decode(c, p, st, ev);
             if (uml_fast_stop(c, ev))
                 continue;
+            uml_fstat_note_python(c, NULL);
             return 0;
         }
-        int have_children = !(p < 0 && errno == ECHILD);
+        if (c->reap) {
+            c->have_children = !(p < 0 && errno == ECHILD);
+            c->reap = 0;
+        }
+        int have_children = c->have_children;
         if (!have_children && c->lfd < 0) {
             memset(ev, 0, sizeof *ev);
             ev->kind = UML_EV_NONE;
@@ -464,6 +444,7 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             if (errno == EINTR) {
                 memset(ev, 0, sizeof *ev);
                 ev->kind = UML_EV_INTR;
+                uml_fstat_note_python(c, NULL);
                 return 0;
             }
             return -errno;
@@ -473,6 +454,7 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             (void)!read(c->wakefd, &count, sizeof count);
             memset(ev, 0, sizeof *ev);
             ev->kind = UML_EV_INTR;
+            uml_fstat_note_python(c, NULL);
             return 0;
         }
         if (c->lfd >= 0 && (pf[1].revents & POLLIN)) {
@@ -487,6 +469,7 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             struct signalfd_siginfo si[8];
             while (read(c->sigfd, si, sizeof si) > 0)
                 ;
+            c->reap = 1;
         }
         if (!have_children && n == 0 && c->lfd >= 0) {
             close(c->lfd);   /* no tracee can be waiting on it any more */

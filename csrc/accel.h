@@ -49,6 +49,7 @@ struct uml_stats {
     uint64_t notifs;
     uint64_t ptrace_stops;
     uint64_t c_stops;       /* ptrace stops answered in C (faststops.c) */
+    uint64_t fast_stats;    /* stat, lstat, fstat, newfstatat answered in C (fastnotif.c) */
 };
 
 struct uml_ctx;
@@ -87,6 +88,31 @@ void uml_set_fast_stops(struct uml_ctx *c, int enabled);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
 /* Resume a stopped task: PTRACE_SYSCALL when C owes it an exit stop, else CONT. */
 int uml_resume(struct uml_ctx *c, int tid, int sig);
+
+/* fstat answered in C (fastnotif.c): the guest's view of a host object,
+ * published by Python, valid until Python next handles a call that may change
+ * attributes (uml_fstat_forget does that by hand). flags: */
+enum {
+    UML_FSTAT_CHECK_CTIME = 1,  /* void once the host object's ctime is not host_ctime_ns */
+    UML_FSTAT_LIVE_DATA = 2,    /* size, blocks, atime and mtime from the host object */
+    UML_FSTAT_TMPFS_CTIME = 4,  /* ctime: the host's when not host_ctime_ns, else ctime_ns */
+};
+struct uml_fstat {
+    uint64_t host_dev, host_ino;
+    int64_t host_ctime_ns;
+    uint32_t flags;
+    uint32_t mode, uid, gid;
+    uint64_t dev, ino, nlink, rdev;
+    int64_t size, blksize, blocks;
+    int64_t atime_ns, mtime_ns, ctime_ns;
+};
+int uml_fstat_publish(struct uml_ctx *c, const struct uml_fstat *view);
+void uml_fstat_forget(struct uml_ctx *c);
+/* stat of a path answered in C (statpath.c): task tid's stat of `name`
+ * (absolute or from its cwd) is errno err, or view (read live from the
+ * kernel's descriptor host_fd when it is not -1), while the views hold. */
+int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, int nofollow,
+                     int err, int host_fd, const struct uml_fstat *view);
 
 /* Resuming a ptrace-stopped tracee. */
 int uml_cont(int tid, int sig);

@@ -29,6 +29,11 @@ struct uml_ctx {
     int wakefd;             /* readable: uml_next returns UML_EV_INTR (debugger requests) */
     int fast_stops;         /* faststops.c may answer stops (off under gdb, guest ptrace) */
     uint32_t task_limit;    /* past it, fork and clone go to Python (EAGAIN) */
+    struct fstat_slot *fstats;  /* fastnotif.c: published views, NULL until the first */
+    struct path_slot *paths;    /* statpath.c: published path stats, NULL until the first */
+    uint64_t fstat_gen;     /* bumped whenever Python may change attributes */
+    int reap;               /* a SIGCHLD came since the last empty waitpid */
+    int have_children;      /* that waitpid's verdict */
 };
 
 /* Internal to the object: called directly, not through the PLT. */
@@ -43,5 +48,38 @@ UML_INTERNAL pid_t uml_fork_paired(int sv[2]);
 
 /* faststops.c: handle this stop without Python when it can; 1 if it did. */
 UML_INTERNAL int uml_fast_stop(struct uml_ctx *c, struct uml_event *ev);
+
+/* struct stat as the x86-64 syscall ABI lays it out (144 bytes) */
+struct guest_stat {
+    uint64_t dev, ino, nlink;
+    uint32_t mode, uid, gid, pad0;
+    uint64_t rdev;
+    int64_t size, blksize, blocks;
+    int64_t atime, atime_ns, mtime, mtime_ns, ctime, ctime_ns;
+    int64_t reserved[3];
+};
+_Static_assert(sizeof(struct guest_stat) == 144, "struct stat is 144 bytes on x86-64");
+struct stat;
+
+/* fastnotif.c: the published views' generation; a view from another is void. */
+UML_INTERNAL uint64_t uml_stat_generation(struct uml_ctx *c);
+/* fastnotif.c: the guest's stat from a view (and the host object's stat when
+ * the view reads it live, else NULL); 0 when the view does not hold. */
+UML_INTERNAL int uml_stat_from_view(const struct uml_fstat *v, const struct stat *hs,
+                                    void *guest_stat);
+/* fastnotif.c: answer req with the stat gs written at buf, or with errno err. */
+UML_INTERNAL int uml_answer_stat(struct uml_ctx *c, const struct seccomp_notif *req,
+                                 uint64_t buf, const void *gs, int err);
+/* statpath.c: a path stat (tid, dirfd, name) Python published in this
+ * generation: 1 with *gs filled or *err set, 0 when Python must walk. */
+#define UML_PATH_KEY_MAX 256
+UML_INTERNAL int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name,
+                               size_t len, int nofollow, struct guest_stat *gs, int *err);
+
+/* fastnotif.c: answer a notification without Python; 1 if it did. */
+UML_INTERNAL int uml_fast_answer(struct uml_ctx *c, const struct seccomp_notif *req);
+/* fastnotif.c: an event goes to Python (req: the notification, or NULL for a
+ * stop); unless it is a call that changes nothing, the views go void. */
+UML_INTERNAL void uml_fstat_note_python(struct uml_ctx *c, const struct seccomp_notif *req);
 
 #endif

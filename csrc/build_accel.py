@@ -22,7 +22,8 @@ struct uml_event {
     int64_t nr; uint64_t args[6]; int64_t ret; uint64_t msg; uint64_t notif_id;
     uint64_t ip; uint64_t sp; int regs_ok; int fix;
 };
-struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops; };
+struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops;
+                   uint64_t fast_stats; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);
@@ -41,6 +42,16 @@ enum { UML_FIX_NONE = 0, UML_FIX_TID = 1, UML_FIX_FORK = 2, UML_FIX_PYEXIT = 3 }
 void uml_set_fast_stops(struct uml_ctx *c, int enabled);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
 int uml_resume(struct uml_ctx *c, int tid, int sig);
+enum { UML_FSTAT_CHECK_CTIME = 1, UML_FSTAT_LIVE_DATA = 2, UML_FSTAT_TMPFS_CTIME = 4 };
+struct uml_fstat {
+    uint64_t host_dev, host_ino; int64_t host_ctime_ns; uint32_t flags;
+    uint32_t mode, uid, gid; uint64_t dev, ino, nlink, rdev;
+    int64_t size, blksize, blocks; int64_t atime_ns, mtime_ns, ctime_ns;
+};
+int uml_fstat_publish(struct uml_ctx *c, const struct uml_fstat *view);
+void uml_fstat_forget(struct uml_ctx *c);
+int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, int nofollow,
+                     int err, int host_fd, const struct uml_fstat *view);
 int uml_cont(int tid, int sig);
 int uml_syscall(int tid, int sig);
 int uml_listen(int tid);

@@ -25,7 +25,8 @@ from typing import Dict, Iterable, Optional, Tuple
 from umlpy.fs import hostcalls
 from umlpy.fs.hostcalls import openat2
 from umlpy.fs.hostfs_meta import MetaLog, is_private_name
-from umlpy.vfs.inode import RENAME_EXCHANGE, Attr, FileSystem, Inode, StatFs, dtype_of
+from umlpy.vfs.inode import (RENAME_EXCHANGE, STAT_CHECK_CTIME, STAT_LIVE_DATA, Attr, FileSystem,
+                             Inode, StatFs, StatView, dtype_of)
 
 META = "user.umlpy.stat"
 GUEST_XATTR_PREFIX = "user.umlpy.x."     # where a guest's trusted.*/security.* go
@@ -465,6 +466,12 @@ class HostInode(Inode):
 
     def host_key(self) -> Optional[Tuple[int, int]]:
         return (self.hdev, self.ino)
+
+    def stat_view(self) -> Optional[StatView]:
+        # cached, the attributes are given as they were first read, for ever;
+        # else they are the host file's (with the stored owner) while its
+        # ctime stands, with size and times read live
+        return (0 if self.fs.cache else STAT_CHECK_CTIME | STAT_LIVE_DATA), None, -1
 
     def fifo_path(self) -> str:
         return self.fs.abspath(self.rel)

@@ -34,7 +34,7 @@ from typing import Dict, Iterable, List, Optional, Tuple, Union
 from umlpy.fs import overlay_copyup as cu
 from umlpy.fs.overlay_index import OvlNumbering
 from umlpy.vfs.inode import (DT_CHR, DT_DIR, DT_UNKNOWN, RENAME_EXCHANGE, RENAME_NOREPLACE,
-                             Attr, FileSystem, Inode, StatFs, check_name, check_rename)
+                             Attr, FileSystem, Inode, StatFs, StatView, check_name, check_rename)
 
 OVERLAYFS_SUPER_MAGIC = 0x794C7630
 
@@ -194,6 +194,9 @@ class OvlInode(Inode):
 
     def host_key(self) -> Optional[Tuple[int, int]]:
         return self.real().host_key()
+
+    def stat_view(self) -> Optional[StatView]:
+        return self.real().stat_view()
 
     def readlink(self) -> str:
         return self.real().readlink()

@@ -36,8 +36,9 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 
 from umlpy.fs import tmpfs_backing, tmpfs_options
 from umlpy.fs.xattrs import XattrStore
-from umlpy.vfs.inode import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, FileSystem, Inode,
-                             StatFs, check_name, check_rename, dtype_of, now_ns)
+from umlpy.vfs.inode import (RENAME_EXCHANGE, RENAME_NOREPLACE, STAT_LIVE_DATA, STAT_TMPFS_CTIME,
+                             Attr, FileSystem, Inode, StatFs, StatView, check_name,
+                             check_rename, dtype_of, now_ns)
 
 TMPFS_MAGIC = 0x01021994
 PAGE_SIZE = 4096
@@ -227,6 +228,10 @@ class TmpInode(XattrStore, Inode):
     def _size(self) -> int:
         return 0
 
+    def stat_view(self) -> Optional[StatView]:
+        # a directory's or symlink's attributes change only through the kernel
+        return (0, None, -1) if st.S_ISDIR(self._mode) or st.S_ISLNK(self._mode) else None
+
     def getattr(self) -> Attr:
         return self._attr(self._size(), 0)
 
@@ -374,6 +379,12 @@ class TmpFile(TmpInode):
     def host_key(self) -> Optional[Tuple[int, int]]:
         self.memfd()
         return self._key
+
+    def stat_view(self) -> Optional[StatView]:
+        # size and times live in the memfd; a native write moves its ctime
+        if self._fd < 0:
+            return None
+        return STAT_LIVE_DATA | STAT_TMPFS_CTIME, self._ctime_seen, self._fd
 
 
 class TmpSymlink(TmpInode):

@@ -93,6 +93,8 @@ class Tracer:
         # Empty when no guest uses ptrace: the hot path pays one truth test.
         self.holds: dict = {}
         self._fast_stop_blocks: set = set()
+        self._fstat_view = ffi.new("struct uml_fstat *")
+        self.publish_stats = True       # False: nothing published, every stat reaches Python
 
     def close(self) -> None:
         if self._ctx is not None:
@@ -137,7 +139,7 @@ class Tracer:
         s = ffi.new("struct uml_stats *")
         lib.uml_get_stats(self._ctx, s)
         return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops,
-                "c_stops": s.c_stops}
+                "c_stops": s.c_stops, "fast_stats": s.fast_stats}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
@@ -214,6 +216,53 @@ class Tracer:
 
     def task_del(self, tid: int) -> None:
         lib.uml_task_del(self._ctx, tid)
+
+    # ---- fstat answered in C (csrc/fastnotif.c) ----
+    def _view(self, key: tuple, flags: int, host_ctime_ns: int, a):
+        """The C view of Attr `a`, or None when a field does not fit (times
+        past 2262 in nanoseconds): the kernel answers those itself."""
+        v = self._fstat_view
+        try:
+            v.host_dev, v.host_ino = key
+            v.host_ctime_ns, v.flags = host_ctime_ns, flags
+            v.mode, v.uid, v.gid = a.mode, a.uid & 0xFFFFFFFF, a.gid & 0xFFFFFFFF
+            v.dev, v.ino, v.nlink, v.rdev = a.dev, a.ino, a.nlink, a.rdev
+            v.size, v.blksize, v.blocks = a.size, a.blksize, a.blocks
+            v.atime_ns, v.mtime_ns, v.ctime_ns = a.atime_ns, a.mtime_ns, a.ctime_ns
+        except OverflowError:
+            return None
+        return v
+
+    def fstat_publish(self, key: tuple, flags: int, host_ctime_ns: int, a) -> None:
+        """What an fstat of host object `key` shows the guest: Attr `a`, read
+        as `flags` (UML_FSTAT_*, umlpy.vfs.inode.STAT_*) say, until the kernel
+        next handles a call that may change attributes."""
+        view = self._view(key, flags, host_ctime_ns, a) if self.publish_stats else None
+        if view is not None:
+            lib.uml_fstat_publish(self._ctx, view)
+
+    def path_publish(self, tid: int, name: bytes, nofollow: bool, err: int, host_fd: int = -1,
+                     flags: int = 0, host_ctime_ns: int = 0, a=None) -> None:
+        """What host task tid's stat of path `name` gives: errno err, or Attr
+        `a` read as for fstat_publish (live fields from the kernel's own
+        descriptor host_fd), for as long as a published fstat would hold."""
+        if not self.publish_stats:
+            return
+        view = ffi.NULL
+        if a is not None:
+            key = (0, 0)
+            if host_fd >= 0:
+                s = os.fstat(host_fd)
+                key = (s.st_dev, s.st_ino)
+            view = self._view(key, flags, host_ctime_ns, a)
+            if view is None:
+                return
+        lib.uml_path_publish(self._ctx, tid, name, len(name), 1 if nofollow else 0, err, host_fd,
+                             view)
+
+    def fstat_forget(self) -> None:
+        """Void every published view (attributes changed off the event loop)."""
+        lib.uml_fstat_forget(self._ctx)
 
 
 class GuestMemory:

@@ -62,6 +62,8 @@ class Kernel:
         self.tracer.set_task_limit(MAX_TASKS)
         if os.environ.get("UMLPY_NO_FAST_STOPS"):
             self.tracer.block_fast_stops("environment")
+        if os.environ.get("UMLPY_NO_FAST_STATS"):
+            self.tracer.publish_stats = False       # (to compare: every stat goes to Python)
 
     @property
     def debugger(self):
@@ -256,6 +258,7 @@ class Kernel:
             return
         finally:
             self.waiting.pop(notif_id, None)
+            self.tracer.fstat_forget()      # it ran off the event loop: stat answers may be stale
         if work.value:          # a blocking connect or send: fd is the result itself
             self.tracer.reply(notif_id, fd)
             return

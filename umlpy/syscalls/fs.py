@@ -13,6 +13,7 @@ import stat as st
 import struct
 from typing import Optional
 
+from umlpy.syscalls import statcache
 from umlpy.syscalls.call import AT_FDCWD, Call, Deferred, Fd
 from umlpy.syscalls.registry import syscall
 from umlpy.vfs import ops
@@ -29,6 +30,7 @@ AT_EMPTY_PATH = 0x1000
 AT_STATX_SYNC_TYPE = 0x6000
 O_TMPFILE = os.O_TMPFILE
 VALID_OPEN = 0o37777777 | O_TMPFILE
+_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
 
 
 def walk(c: Call, dirfd: int, path: str, follow: bool, resolve: int = 0) -> Lookup:
@@ -48,7 +50,9 @@ def fd_attr(c: Call, fd: int) -> tuple:
     s, h = c.kernel.fds.lookup(c.task, fd)
     if h is None:
         return attr_from_host(s), None
-    return ops.getattr_of(h.path), h.path
+    a = ops.getattr_of(h.path)
+    statcache.publish_fd(c, (s.st_dev, s.st_ino), h.path.inode, a)
+    return a, h.path
 
 
 def object_at(c: Call, dirfd: int, path: Optional[str], flags: int) -> Path:
@@ -92,6 +96,9 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
     if res.fifo:
         return Deferred(lambda: _open_fifo(res.fifo, flags), cloexec,
                         cancel=lambda: _wake_fifo_openers(res.fifo))
+    if not flags & (_WRITING | os.O_PATH) and lk.path is not None:
+        # most opens for reading are followed by an fstat (stdio, ld.so, tar)
+        statcache.publish_open(c, lk.path, res.fd)
     return Fd(res.fd, cloexec)
 
 
@@ -155,11 +162,28 @@ def stat_at(c: Call, dirfd: int, path: Optional[str], flags: int) -> tuple:
     return ops.getattr_of(p), p.mount.id
 
 
+def stat_path(c: Call, dirfd: int, path: Optional[str], flags: int):
+    """stat(2)'s Attr; a path's answer is published for the accelerator to
+    give again when the walk and the attributes allow (statcache)."""
+    if not path or not (path[:1] == "/" or dirfd == AT_FDCWD):
+        return stat_at(c, dirfd, path, flags)[0]
+    nofollow = bool(flags & AT_SYMLINK_NOFOLLOW)
+    lk = walk(c, dirfd, path, not nofollow)
+    stable = c.kernel.vfs.walker.last_stable
+    if lk.path is None:
+        if stable:
+            statcache.publish_path(c, path, nofollow, None, None)
+        raise OSError(errno.ENOENT, "no such file or directory")
+    a = ops.getattr_of(lk.path)
+    if stable:
+        statcache.publish_path(c, path, nofollow, lk.path.inode, a)
+    return a
+
+
 @syscall("stat", "lstat")
 def sys_stat(c: Call) -> int:
     flags = AT_SYMLINK_NOFOLLOW if c.nr == 6 else 0
-    a, _ = stat_at(c, AT_FDCWD, c.path(0), flags)
-    c.write(c.ptr(1), pack_stat(a))
+    c.write(c.ptr(1), pack_stat(stat_path(c, AT_FDCWD, c.path(0), flags)))
     return 0
 
 
@@ -175,7 +199,7 @@ def sys_newfstatat(c: Call) -> int:
     flags = c.int(3)
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
         return -errno.EINVAL
-    a, _ = stat_at(c, c.fd(0), path_arg(c, 1, flags), flags)
+    a = stat_path(c, c.fd(0), path_arg(c, 1, flags), flags)
     c.write(c.ptr(2), pack_stat(a))
     return 0
 

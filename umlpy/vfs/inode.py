@@ -49,6 +49,13 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+# How a published fstat view is read: the accelerator's UML_FSTAT_* numbers.
+STAT_CHECK_CTIME = 1    # good while the host object's ctime is unchanged
+STAT_LIVE_DATA = 2      # size, blocks, atime and mtime are the host object's
+STAT_TMPFS_CTIME = 4    # the host's ctime once it moved past the one given
+StatView = Tuple[int, Optional[int], int]      # Inode.stat_view
+
+
 @dataclass
 class Attr:
     """An inode's attributes, as stat(2) shows them (dev is filled in by the VFS)."""
@@ -214,6 +221,14 @@ class Inode:
         _no(errno.ENXIO)
 
     def host_key(self) -> Optional[Tuple[int, int]]:
+        return None
+
+    def stat_view(self) -> Optional[StatView]:
+        """How the accelerator may give again the attributes the kernel last
+        gave, until the kernel next handles a call that may change any
+        (csrc/fastnotif.c): (STAT_* flags; the host ctime they hold for, None
+        for the attributes' own; the kernel's descriptor of the host object
+        to read live fields from by path, or -1), or None: only the kernel."""
         return None
 
     # ---- extended attributes ----

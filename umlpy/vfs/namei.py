@@ -66,6 +66,7 @@ class Walker:
         self._cache_generation = -1
         self._dir_cache: dict = {}      # directory walks: key -> Path
         self._dir_cache_generation = -1
+        self.last_stable = False        # the last walk's result may be cached (statcache)
 
     def _down_mounts(self, p: Path, resolve: int) -> Path:
         """Cross every mount stacked on `p`."""
@@ -109,6 +110,7 @@ class Walker:
         VFS alone (not hostfs, procfs...) and no magic link are remembered
         until the next names_changed(): python's imports and compilers stat
         the same paths over and over."""
+        self.last_stable = False
         if resolve:
             return self._walk(path, start, root, creds, follow, resolve)[0]
         if self._cache_generation != generation[0]:
@@ -122,8 +124,10 @@ class Walker:
             key = (path, start.mount, start.dentry, root.mount, root.dentry, follow, searcher)
         hit = self._cache.get(key)
         if hit is not None:
+            self.last_stable = True
             return hit
         lk, cacheable = self._walk_from_dir(path, start, root, creds, follow, searcher)
+        self.last_stable = cacheable
         if cacheable:
             if len(self._cache) >= WALK_CACHE_MAX:
                 self._cache.clear()

@@ -1,0 +1,58 @@
+"""Stat answers the accelerator may give again without the kernel in Python
+(csrc/fastnotif.c, csrc/statpath.c).
+
+After the kernel answers an fstat, a read-only open or a stat of a path, it
+publishes what it answered when the inode allows (Inode.stat_view). The
+accelerator gives it again to the next fstat of that host object, or stat of
+that path by the same task, until the kernel handles any call that may
+change names or attributes: the accelerator ends every published answer
+then, by itself.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from typing import Optional
+
+from umlpy.syscalls.call import Call
+from umlpy.vfs import ops
+from umlpy.vfs.inode import Attr, Inode
+from umlpy.vfs.mount import Path
+
+
+def publish_fd(c: Call, key: tuple, inode: Inode, a: Attr) -> None:
+    """fstat of host object `key` gives `a`, when `key` is the inode's own
+    host object (not a stand-in made for one open)."""
+    view = inode.stat_view()
+    if view is not None and inode.host_key() == key:
+        flags, host_ctime, _fd = view
+        c.kernel.tracer.fstat_publish(key, flags, a.ctime_ns if host_ctime is None else host_ctime,
+                                      a)
+
+
+def publish_open(c: Call, path: Path, host_fd: int) -> None:
+    """After an open for reading: the fstat that usually follows."""
+    inode = path.inode
+    if inode.stat_view() is not None:
+        s = os.fstat(host_fd)
+        publish_fd(c, (s.st_dev, s.st_ino), inode, ops.getattr_of(path))
+
+
+def publish_path(c: Call, path: str, nofollow: bool, inode: Optional[Inode],
+                 a: Optional[Attr]) -> None:
+    """The calling task's stat of `path` (absolute or from its cwd, walked
+    through file systems whose names only the kernel changes) gives `a`, or
+    ENOENT when inode is None."""
+    name = os.fsencode(path)
+    tracer = c.kernel.tracer
+    if inode is None:
+        tracer.path_publish(c.task.host_tid, name, nofollow, errno.ENOENT)
+        return
+    view = inode.stat_view()
+    if view is None:
+        return
+    flags, host_ctime, host_fd = view
+    if flags and host_fd < 0:
+        return              # live fields with nothing to read them from
+    tracer.path_publish(c.task.host_tid, name, nofollow, 0, host_fd, flags,
+                        a.ctime_ns if host_ctime is None else host_ctime, a)
