@@ -128,5 +128,28 @@ int main(int argc, char **argv) {
     waitpid(pid, &status, 0);
     check("parent", "private/f", -1);
     printf("child %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    /* a uid-1000 process already running asks right after root's answer, with
+     * only native calls (pipe reads and writes) in between */
+    int ready[2], go[2];
+    if (pipe(ready) != 0 || pipe(go) != 0) return 2;
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        char b;
+        if (setgid(1000) != 0 || setuid(1000) != 0) _exit(3);
+        if (write(ready[1], "r", 1) != 1 || read(go[0], &b, 1) != 1) _exit(4);
+        struct stat cs;
+        int r = syscall(SYS_stat, at("private/f"), &cs);
+        printf("waiting   %s\n", r ? strerror(errno) : "visible");
+        fflush(stdout);
+        _exit(0);
+    }
+    char b;
+    if (read(ready[0], &b, 1) != 1) return 2;
+    check("published", "private/f", -1);
+    fflush(stdout);
+    if (write(go[1], "g", 1) != 1) return 2;
+    waitpid(pid, &status, 0);
+    printf("waiter %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     return bad;
 }

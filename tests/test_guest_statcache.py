@@ -4,7 +4,9 @@ One static program stats a file every way (stat, lstat, newfstatat, fstat,
 fstatat with an empty path), twice each, after each change: a write, a
 growth by pwrite, chmod, fchmod, link, unlink, truncate, futimens, rename,
 a new directory entry, a symlink, a file appearing where ENOENT was given,
-and a uid-1000 child asking what root asked. Each answer must agree with the
+and a uid-1000 process asking what root asked (one forked after, and one
+already waiting, that asks with only native calls since root's answer: the
+answers are the asking task's own). Each answer must agree with the
 others (the first goes to the kernel in Python, the repeats to C), and the
 whole output must equal the host's on the host's tmpfs.
 """
