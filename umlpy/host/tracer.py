@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import threading
 from typing import Sequence
 
@@ -42,6 +43,11 @@ MAX_PATH = 4096
 
 # how the kernel asked a held task to go on (Tracer.holds)
 RESUME_CONT, RESUME_TO_EXIT, RESUME_SKIP, RESUME_LISTEN = range(4)
+
+
+# struct uml_fstat (csrc/accel.h), packed in one step
+_FSTAT_VIEW = struct.Struct("<QQqIIIIQQQQqqqqqq")
+assert _FSTAT_VIEW.size == ffi.sizeof("struct uml_fstat")
 
 
 class HostError(OSError):
@@ -93,7 +99,6 @@ class Tracer:
         # Empty when no guest uses ptrace: the hot path pays one truth test.
         self.holds: dict = {}
         self._fast_stop_blocks: set = set()
-        self._fstat_view = ffi.new("struct uml_fstat *")
         self.publish_stats = True       # False: nothing published, every stat reaches Python
 
     def close(self) -> None:
@@ -221,17 +226,14 @@ class Tracer:
     def _view(self, key: tuple, flags: int, host_ctime_ns: int, a):
         """The C view of Attr `a`, or None when a field does not fit (times
         past 2262 in nanoseconds): the kernel answers those itself."""
-        v = self._fstat_view
         try:
-            v.host_dev, v.host_ino = key
-            v.host_ctime_ns, v.flags = host_ctime_ns, flags
-            v.mode, v.uid, v.gid = a.mode, a.uid & 0xFFFFFFFF, a.gid & 0xFFFFFFFF
-            v.dev, v.ino, v.nlink, v.rdev = a.dev, a.ino, a.nlink, a.rdev
-            v.size, v.blksize, v.blocks = a.size, a.blksize, a.blocks
-            v.atime_ns, v.mtime_ns, v.ctime_ns = a.atime_ns, a.mtime_ns, a.ctime_ns
-        except OverflowError:
+            raw = _FSTAT_VIEW.pack(key[0], key[1], host_ctime_ns, flags, a.mode,
+                                   a.uid & 0xFFFFFFFF, a.gid & 0xFFFFFFFF, a.dev, a.ino, a.nlink,
+                                   a.rdev, a.size, a.blksize, a.blocks, a.atime_ns, a.mtime_ns,
+                                   a.ctime_ns)
+        except struct.error:
             return None
-        return v
+        return ffi.from_buffer("struct uml_fstat *", raw)
 
     def fstat_publish(self, key: tuple, flags: int, host_ctime_ns: int, a) -> None:
         """What an fstat of host object `key` shows the guest: Attr `a`, read

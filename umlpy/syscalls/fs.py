@@ -98,7 +98,7 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
                         cancel=lambda: _wake_fifo_openers(res.fifo))
     if not flags & (_WRITING | os.O_PATH) and lk.path is not None:
         # most opens for reading are followed by an fstat (stdio, ld.so, tar)
-        statcache.publish_open(c, lk.path, res.fd)
+        statcache.publish_open(c, lk.path)
     return Fd(res.fd, cloexec)
 
 

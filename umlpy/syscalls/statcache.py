@@ -30,12 +30,19 @@ def publish_fd(c: Call, key: tuple, inode: Inode, a: Attr) -> None:
                                       a)
 
 
-def publish_open(c: Call, path: Path, host_fd: int) -> None:
-    """After an open for reading: the fstat that usually follows."""
+def publish_open(c: Call, path: Path) -> None:
+    """After an open for reading: the fstat that usually follows. (Keyed by
+    the inode's own host object: when the open made a stand-in instead, the
+    view is simply never asked for.)"""
     inode = path.inode
-    if inode.stat_view() is not None:
-        s = os.fstat(host_fd)
-        publish_fd(c, (s.st_dev, s.st_ino), inode, ops.getattr_of(path))
+    view = inode.stat_view()
+    if view is not None and c.kernel.tracer.publish_stats:
+        key = inode.host_key()
+        if key is not None:
+            a = ops.getattr_of(path)
+            flags, host_ctime, _fd = view
+            c.kernel.tracer.fstat_publish(key, flags,
+                                          a.ctime_ns if host_ctime is None else host_ctime, a)
 
 
 def publish_path(c: Call, path: str, nofollow: bool, inode: Optional[Inode],
