@@ -20,14 +20,17 @@ from umlpy.vfs.inode import Attr, Inode
 from umlpy.vfs.mount import Path
 
 
+def _publish_fd_view(c: Call, key: tuple, view, a: Attr) -> None:
+    flags, host_ctime, _fd = view
+    c.kernel.tracer.fstat_publish(key, flags, a.ctime_ns if host_ctime is None else host_ctime, a)
+
+
 def publish_fd(c: Call, key: tuple, inode: Inode, a: Attr) -> None:
     """fstat of host object `key` gives `a`, when `key` is the inode's own
     host object (not a stand-in made for one open)."""
     view = inode.stat_view()
     if view is not None and inode.host_key() == key:
-        flags, host_ctime, _fd = view
-        c.kernel.tracer.fstat_publish(key, flags, a.ctime_ns if host_ctime is None else host_ctime,
-                                      a)
+        _publish_fd_view(c, key, view, a)
 
 
 def publish_open(c: Call, path: Path) -> None:
@@ -39,10 +42,7 @@ def publish_open(c: Call, path: Path) -> None:
     if view is not None and c.kernel.tracer.publish_stats:
         key = inode.host_key()
         if key is not None:
-            a = ops.getattr_of(path)
-            flags, host_ctime, _fd = view
-            c.kernel.tracer.fstat_publish(key, flags,
-                                          a.ctime_ns if host_ctime is None else host_ctime, a)
+            _publish_fd_view(c, key, view, ops.getattr_of(path))
 
 
 def publish_path(c: Call, path: str, nofollow: bool, inode: Optional[Inode],
