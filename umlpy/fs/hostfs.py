@@ -233,11 +233,13 @@ class HostInode(Inode):
             self._attr = a.copy()
         return a
 
-    def _store(self, s: os.stat_result, uid: int, gid: int, mode: int, rdev: int) -> None:
-        """Make the guest see (uid, gid, mode, rdev) on this object."""
+    def _store(self, s: os.stat_result, uid: int, gid: int, mode: int, rdev: int,
+               touch: bool = False) -> None:
+        """Make the guest see (uid, gid, mode, rdev) on this object; touch: move
+        its ctime even when nothing changes (a chmod or chown, as in Linux)."""
         if not st.S_ISLNK(s.st_mode):
             want = _host_mode(mode)
-            if st.S_IMODE(s.st_mode) != want:
+            if touch or st.S_IMODE(s.st_mode) != want:
                 os.chmod(self.fs.abspath(self.rel), want, follow_symlinks=False)
         same = (uid, gid, mode, rdev) == (s.st_uid, s.st_gid, s.st_mode, s.st_rdev)
         self.fs.write_meta(self.rel, s, None if same else (uid, gid, mode, rdev))
@@ -252,12 +254,12 @@ class HostInode(Inode):
                 os.ftruncate(fd, size)
             finally:
                 os.close(fd)
-        if mode is not None or uid not in (None, -1) or gid not in (None, -1):
+        if mode is not None or uid is not None or gid is not None:    # chown(-1, -1) too
             a = self.getattr()
             s = self._lstat()
             new_mode = st.S_IFMT(a.mode) | (mode if mode is not None else st.S_IMODE(a.mode))
             self._store(s, uid if uid not in (None, -1) else a.uid,
-                        gid if gid not in (None, -1) else a.gid, new_mode, a.rdev)
+                        gid if gid not in (None, -1) else a.gid, new_mode, a.rdev, touch=True)
         if atime_ns is not None or mtime_ns is not None:
             s = self._lstat()
             times = (s.st_atime_ns if atime_ns is None else atime_ns,

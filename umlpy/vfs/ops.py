@@ -243,10 +243,9 @@ def chown(path: Path, creds, uid: int, gid: int) -> None:
     a = path.inode.getattr()
     perm.check_chown(a, creds, uid, gid)
     _writable(path)
-    if uid == -1 and gid == -1:
-        return
+    # even chown(-1, -1) moves ctime and drops setuid/setgid, as Linux does
     changes = {"uid": uid, "gid": gid}
-    if not st.S_ISLNK(a.mode) and (uid != -1 or gid != -1):
+    if not st.S_ISLNK(a.mode):
         new_mode = perm.chown_mode(a, creds)
         if new_mode != st.S_IMODE(a.mode):
             changes["mode"] = new_mode
@@ -275,11 +274,8 @@ def utimens(path: Path, creds, times: Optional[tuple]) -> None:
             vals.append(sec * 1_000_000_000 + nsec)
     if vals == [None, None]:
         return
-    explicit = any(t[1] not in (UTIME_NOW, UTIME_OMIT) for t in times)
-    if explicit:
-        perm.check_owner(a, creds)
-    elif not perm.is_owner(a, creds):
-        perm.permission(a, creds, perm.MAY_WRITE)
+    # any times but "now" for both (UTIME_NOW with UTIME_OMIT too): the owner's
+    perm.check_owner(a, creds)
     path.inode.setattr(atime_ns=vals[0], mtime_ns=vals[1])
 
 
