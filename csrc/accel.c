@@ -69,7 +69,8 @@ static int tab_grow(struct uml_ctx *c) {
 }
 
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
-                 unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid) {
+                 unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid,
+                 unsigned int fsuid, unsigned int fsgid) {
     if (tid <= 0)
         return -EINVAL;
     struct slot *s = uml_tab_find(c, tid);
@@ -94,6 +95,8 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
     s->euid = euid;
     s->gid = gid;
     s->egid = egid;
+    s->fsuid = fsuid;
+    s->fsgid = fsgid;
     return 0;
 }
 
@@ -172,6 +175,7 @@ void uml_free(struct uml_ctx *c) {
     free(c->tab);
     free(c->fstats);
     free(c->paths);
+    free(c->attr_log);
     free(c);
 }
 

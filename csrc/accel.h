@@ -50,6 +50,7 @@ struct uml_stats {
     uint64_t ptrace_stops;
     uint64_t c_stops;       /* ptrace stops answered in C (faststops.c) */
     uint64_t fast_stats;    /* stat, lstat, fstat, newfstatat answered in C (fastnotif.c) */
+    uint64_t fast_attrs;    /* fchmod, fchown, futimens answered in C (fastattr.c) */
 };
 
 struct uml_ctx;
@@ -96,6 +97,7 @@ enum {
     UML_FSTAT_CHECK_CTIME = 1,  /* void once the host object's ctime is not host_ctime_ns */
     UML_FSTAT_LIVE_DATA = 2,    /* size, blocks, atime and mtime from the host object */
     UML_FSTAT_TMPFS_CTIME = 4,  /* ctime: the host's when not host_ctime_ns, else ctime_ns */
+    UML_FSTAT_SETATTR = 8,      /* fchmod, fchown and futimens may be answered (fastattr.c) */
 };
 struct uml_fstat {
     uint64_t host_dev, host_ino;
@@ -105,9 +107,22 @@ struct uml_fstat {
     uint64_t dev, ino, nlink, rdev;
     int64_t size, blksize, blocks;
     int64_t atime_ns, mtime_ns, ctime_ns;
+    int64_t host_fd;            /* SETATTR: the kernel's descriptor of the host object */
 };
 int uml_fstat_publish(struct uml_ctx *c, const struct uml_fstat *view);
 void uml_fstat_forget(struct uml_ctx *c);
+/* fchmod and fchown answered in C (fastattr.c) change only C's view; they are
+ * logged for the kernel in Python to adopt before it handles the next event.
+ * uml_attr_log_count points at how many wait; uml_attr_log_take moves up to
+ * max of them to out and returns how many. */
+struct uml_attr_change {
+    uint64_t host_dev, host_ino;
+    uint32_t mode, uid, gid, pad;
+    int64_t ctime_ns;           /* the new ctime ... */
+    int64_t host_ctime_ns;      /* ... which holds while the host object's ctime is this */
+};
+const uint32_t *uml_attr_log_count(struct uml_ctx *c);
+int uml_attr_log_take(struct uml_ctx *c, struct uml_attr_change *out, int max);
 /* stat of a path answered in C (statpath.c): task tid's stat of `name`
  * (absolute or from its cwd) is errno err, or view (read live from the
  * kernel's descriptor host_fd when it is not -1), while the views hold. */
@@ -139,7 +154,8 @@ int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
 
 /* The per-task table behind the fast path. */
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
-                 unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid);
+                 unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid,
+                 unsigned int fsuid, unsigned int fsgid);
 int uml_task_del(struct uml_ctx *c, int tid);
 
 /* Debugging: a wake-up eventfd for uml_next (returns UML_EV_INTR), single-step. */

@@ -13,6 +13,7 @@ struct slot {
     int32_t tid;            /* 0 = empty */
     int32_t gtid, gtgid, gppid;
     uint32_t uid, euid, gid, egid;
+    uint32_t fsuid, fsgid;  /* whom file permissions see (fastattr.c) */
     uint8_t fix;            /* FIX_*: what its next syscall-exit stop needs (faststops.c) */
 };
 
@@ -33,6 +34,8 @@ struct uml_ctx {
     struct path_slot *paths;    /* statpath.c: published path stats, NULL until the first */
     uint64_t fstat_gen;     /* bumped whenever Python may change attributes */
     int reap;               /* a SIGCHLD came since the last empty waitpid */
+    struct uml_attr_change *attr_log;   /* fastattr.c: changes Python has not adopted */
+    uint32_t attr_count;
     int have_children;      /* that waitpid's verdict */
 };
 
@@ -75,6 +78,15 @@ UML_INTERNAL int uml_answer_stat(struct uml_ctx *c, const struct seccomp_notif *
 #define UML_PATH_KEY_MAX 256
 UML_INTERNAL int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name,
                                size_t len, int nofollow, struct guest_stat *gs, int *err);
+
+/* fastnotif.c: the view of the object behind (tid, fd) published in this
+ * generation, with its host stat in *hs; NULL without one. */
+UML_INTERNAL struct uml_fstat *uml_fd_view(struct uml_ctx *c, int tid, int fd, struct stat *hs);
+/* fastnotif.c: answer req with val or errno err. */
+UML_INTERNAL void uml_answer(struct uml_ctx *c, const struct seccomp_notif *req, int64_t val,
+                             int err);
+/* fastattr.c: fchmod, fchown, futimens of a tmpfs file; 1 when answered. */
+UML_INTERNAL int uml_answer_setattr(struct uml_ctx *c, const struct seccomp_notif *req);
 
 /* fastnotif.c: answer a notification without Python; 1 if it did. */
 UML_INTERNAL int uml_fast_answer(struct uml_ctx *c, const struct seccomp_notif *req);

@@ -23,7 +23,7 @@ struct uml_event {
     uint64_t ip; uint64_t sp; int regs_ok; int fix;
 };
 struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops;
-                   uint64_t fast_stats; };
+                   uint64_t fast_stats; uint64_t fast_attrs; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);
@@ -42,14 +42,20 @@ enum { UML_FIX_NONE = 0, UML_FIX_TID = 1, UML_FIX_FORK = 2, UML_FIX_PYEXIT = 3 }
 void uml_set_fast_stops(struct uml_ctx *c, int enabled);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
 int uml_resume(struct uml_ctx *c, int tid, int sig);
-enum { UML_FSTAT_CHECK_CTIME = 1, UML_FSTAT_LIVE_DATA = 2, UML_FSTAT_TMPFS_CTIME = 4 };
+enum { UML_FSTAT_CHECK_CTIME = 1, UML_FSTAT_LIVE_DATA = 2, UML_FSTAT_TMPFS_CTIME = 4,
+       UML_FSTAT_SETATTR = 8 };
 struct uml_fstat {
     uint64_t host_dev, host_ino; int64_t host_ctime_ns; uint32_t flags;
     uint32_t mode, uid, gid; uint64_t dev, ino, nlink, rdev;
-    int64_t size, blksize, blocks; int64_t atime_ns, mtime_ns, ctime_ns;
+    int64_t size, blksize, blocks; int64_t atime_ns, mtime_ns, ctime_ns; int64_t host_fd;
 };
 int uml_fstat_publish(struct uml_ctx *c, const struct uml_fstat *view);
 void uml_fstat_forget(struct uml_ctx *c);
+struct uml_attr_change {
+    uint64_t host_dev, host_ino; uint32_t mode, uid, gid, pad; int64_t ctime_ns, host_ctime_ns;
+};
+const uint32_t *uml_attr_log_count(struct uml_ctx *c);
+int uml_attr_log_take(struct uml_ctx *c, struct uml_attr_change *out, int max);
 int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, int nofollow,
                      int err, int host_fd, const struct uml_fstat *view);
 int uml_cont(int tid, int sig);
@@ -70,7 +76,8 @@ int64_t uml_mem_read(int pid, uint64_t addr, void *buf, uint64_t len);
 int64_t uml_mem_write(int pid, uint64_t addr, const void *buf, uint64_t len);
 int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
-                 unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid);
+                 unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid,
+                 unsigned int fsuid, unsigned int fsgid);
 int uml_task_del(struct uml_ctx *c, int tid);
 void uml_set_wake_fd(struct uml_ctx *c, int fd);
 int uml_singlestep(int tid, int sig);

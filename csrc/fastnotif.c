@@ -145,19 +145,34 @@ UML_INTERNAL int uml_stat_from_view(const struct uml_fstat *v, const struct stat
     return 1;
 }
 
+UML_INTERNAL struct uml_fstat *uml_fd_view(struct uml_ctx *c, int tid, int fd, struct stat *hs) {
+    char proc[48];
+    if (c->fstats == NULL || fd < 0)
+        return NULL;
+    snprintf(proc, sizeof proc, "/proc/%d/fd/%d", tid, fd);
+    if (stat(proc, hs) != 0)
+        return NULL;                /* EBADF and the like: Python words the error */
+    struct fstat_slot *s = &c->fstats[slot_of(hs->st_dev, hs->st_ino)];
+    if (s->gen != uml_stat_generation(c) || s->view.host_dev != (uint64_t)hs->st_dev
+            || s->view.host_ino != (uint64_t)hs->st_ino)
+        return NULL;
+    return &s->view;
+}
+
 /* The guest's struct stat of the object behind (tid, fd); 0 without a view. */
 static int stat_of_fd(struct uml_ctx *c, int tid, int fd, struct guest_stat *out) {
-    char proc[48];
     struct stat hs;
-    if (c->fstats == NULL || fd < 0)
-        return 0;
-    snprintf(proc, sizeof proc, "/proc/%d/fd/%d", tid, fd);
-    if (stat(proc, &hs) != 0)
-        return 0;                   /* EBADF and the like: Python words the error */
-    const struct fstat_slot *s = &c->fstats[slot_of(hs.st_dev, hs.st_ino)];
-    if (s->gen != uml_stat_generation(c))
-        return 0;
-    return uml_stat_from_view(&s->view, &hs, out);
+    const struct uml_fstat *v = uml_fd_view(c, tid, fd, &hs);
+    return v != NULL && uml_stat_from_view(v, &hs, out);
+}
+
+UML_INTERNAL void uml_answer(struct uml_ctx *c, const struct seccomp_notif *req, int64_t val,
+                             int err) {
+    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
+    c->resp->id = req->id;
+    c->resp->val = val;
+    c->resp->error = -err;
+    ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp);   /* ENOENT: the task died */
 }
 
 /* Reply with a struct stat written at buf, or with err. */
@@ -166,10 +181,7 @@ UML_INTERNAL int uml_answer_stat(struct uml_ctx *c, const struct seccomp_notif *
     if (!err && uml_mem_write((int)req->pid, buf, gs, sizeof(struct guest_stat))
                     != (int64_t)sizeof(struct guest_stat))
         return 0;                   /* EFAULT: Python words it */
-    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
-    c->resp->id = req->id;
-    c->resp->error = -err;
-    ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp);   /* ENOENT: the task died */
+    uml_answer(c, req, 0, err);
     c->stats.fast_stats++;
     return 1;
 }
@@ -242,10 +254,7 @@ static int answer_ids(struct uml_ctx *c, const struct seccomp_notif *req) {
     case SYS_getgid: val = s->gid; break;
     default: val = s->egid; break;
     }
-    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
-    c->resp->id = req->id;
-    c->resp->val = val;
-    ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp);   /* ENOENT: the task died */
+    uml_answer(c, req, val, 0);
     c->stats.fast_answers++;
     return 1;
 }
@@ -254,6 +263,8 @@ int uml_fast_answer(struct uml_ctx *c, const struct seccomp_notif *req) {
     switch (req->data.nr) {
     case SYS_fstat: case SYS_stat: case SYS_lstat: case SYS_newfstatat:
         return answer_stat(c, req);
+    case SYS_fchmod: case SYS_fchown: case SYS_utimensat:
+        return uml_answer_setattr(c, req);
     default:
         return answer_ids(c, req);
     }

@@ -69,6 +69,7 @@ class MachineConsole:
             k.vfs.sync()
             for m in k.vfs.mounts:
                 m.flags |= 1                # MS_RDONLY
+            k.tracer.fstat_forget()         # C may no longer change attributes
             text = "sysrq: Emergency Remount R/O\nEmergency Remount complete"
         elif key == "b":
             k.shutdown("restart")

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from umlpy.fs import tmpfs_backing
 from umlpy.fs.xattrs import XattrStore
-from umlpy.vfs.inode import STAT_LIVE_DATA, STAT_TMPFS_CTIME, Attr, Inode, StatView, now_ns
+from umlpy.vfs.inode import (STAT_LIVE_DATA, STAT_SETATTR, STAT_TMPFS_CTIME, Attr, Inode, StatView,
+                             now_ns)
 
 if TYPE_CHECKING:
     from umlpy.fs.tmpfs import TmpFs
@@ -24,6 +25,23 @@ _OPEN_KEEP = (os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_SY
 
 def _err(code: int, what: str = "") -> OSError:
     return OSError(code, what or os.strerror(code))
+
+
+# every file with a memfd, by the memfd's host identity: where a change the
+# accelerator made (fchmod, fchown) finds its inode
+_by_host_key: "weakref.WeakValueDictionary[Tuple[int, int], TmpFile]" = \
+    weakref.WeakValueDictionary()
+
+
+def adopt_attr_change(key: Tuple[int, int], mode: int, uid: int, gid: int, ctime_ns: int,
+                      host_ctime_ns: int) -> bool:
+    """What the accelerator's fchmod or fchown gave the file whose memfd is
+    `key` (csrc/fastattr.c); False when that file is gone."""
+    f = _by_host_key.get(key)
+    if f is None:
+        return False
+    f.adopt_attrs(mode, uid, gid, ctime_ns, host_ctime_ns)
+    return True
 
 
 def _close_quietly(fd: int) -> None:
@@ -155,6 +173,7 @@ class TmpFile(TmpInode):
             self._ctime_seen = s.st_ctime_ns
             self._key = (s.st_dev, s.st_ino)
             self.fs._files[self.ino] = self
+            _by_host_key[self._key] = self
         return self._fd
 
     def allocated(self) -> int:
@@ -220,7 +239,16 @@ class TmpFile(TmpInode):
         # size and times live in the memfd; a native write moves its ctime
         if self._fd < 0:
             return None
-        return STAT_LIVE_DATA | STAT_TMPFS_CTIME, self._ctime_seen, self._fd
+        return STAT_LIVE_DATA | STAT_TMPFS_CTIME | STAT_SETATTR, self._ctime_seen, self._fd
+
+    def adopt_attrs(self, mode: int, uid: int, gid: int, ctime_ns: int,
+                    host_ctime_ns: int) -> None:
+        """Mode and owner as the accelerator set them, with ctime_ns for as
+        long as the memfd's ctime is host_ctime_ns (as the view read it)."""
+        self._mode = st.S_IFMT(self._mode) | (mode & 0o7777)
+        self.uid, self.gid = uid, gid
+        self._ctime_seen, self.ctime = host_ctime_ns, ctime_ns
+        self._sync_from_host()          # a native write or futimens since: its ctime
 
 
 class TmpSymlink(TmpInode):

@@ -46,8 +46,11 @@ RESUME_CONT, RESUME_TO_EXIT, RESUME_SKIP, RESUME_LISTEN = range(4)
 
 
 # struct uml_fstat (csrc/accel.h), packed in one step
-_FSTAT_VIEW = struct.Struct("<QQqIIIIQQQQqqqqqq")
+_FSTAT_VIEW = struct.Struct("<QQqIIIIQQQQqqqqqqq")
 assert _FSTAT_VIEW.size == ffi.sizeof("struct uml_fstat")
+
+
+_ATTR_BATCH = 64
 
 
 class HostError(OSError):
@@ -93,6 +96,8 @@ class Tracer:
         self._ctx = ctx
         self._ev = ffi.new("struct uml_event *")
         self._siginfo = ffi.new("char[]", 128)
+        self._attr_count = lib.uml_attr_log_count(ctx)
+        self._attr_buf = ffi.new("struct uml_attr_change[]", _ATTR_BATCH)
         self._reply_lock = threading.Lock()     # replies share one buffer; workers reply too
         # host tid -> fn(tid, how, sig, value): a task whose resumption the kernel's
         # guest ptrace decides (a guest tracee, or a guest tracer parked in wait).
@@ -144,7 +149,7 @@ class Tracer:
         s = ffi.new("struct uml_stats *")
         lib.uml_get_stats(self._ctx, s)
         return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops,
-                "c_stops": s.c_stops, "fast_stats": s.fast_stats}
+                "c_stops": s.c_stops, "fast_stats": s.fast_stats, "fast_attrs": s.fast_attrs}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
@@ -215,31 +220,33 @@ class Tracer:
         return bool(lib.uml_notif_valid(self._ctx, notif_id))
 
     # ---- the fast-path table ----
-    def task_set(self, tid: int, gtid: int, gtgid: int, gppid: int,
-                 uid: int, euid: int, gid: int, egid: int) -> None:
-        lib.uml_task_set(self._ctx, tid, gtid, gtgid, gppid, uid, euid, gid, egid)
+    def task_set(self, tid: int, gtid: int, gtgid: int, gppid: int, uid: int, euid: int,
+                 gid: int, egid: int, fsuid: int, fsgid: int) -> None:
+        lib.uml_task_set(self._ctx, tid, gtid, gtgid, gppid, uid, euid, gid, egid, fsuid, fsgid)
 
     def task_del(self, tid: int) -> None:
         lib.uml_task_del(self._ctx, tid)
 
     # ---- fstat answered in C (csrc/fastnotif.c) ----
-    def _view(self, key: tuple, flags: int, host_ctime_ns: int, a):
+    def _view(self, key: tuple, flags: int, host_ctime_ns: int, a, host_fd: int = -1):
         """The C view of Attr `a`, or None when a field does not fit (times
         past 2262 in nanoseconds): the kernel answers those itself."""
         try:
             raw = _FSTAT_VIEW.pack(key[0], key[1], host_ctime_ns, flags, a.mode,
                                    a.uid & 0xFFFFFFFF, a.gid & 0xFFFFFFFF, a.dev, a.ino, a.nlink,
                                    a.rdev, a.size, a.blksize, a.blocks, a.atime_ns, a.mtime_ns,
-                                   a.ctime_ns)
+                                   a.ctime_ns, host_fd)
         except struct.error:
             return None
         return ffi.from_buffer("struct uml_fstat *", raw)
 
-    def fstat_publish(self, key: tuple, flags: int, host_ctime_ns: int, a) -> None:
+    def fstat_publish(self, key: tuple, flags: int, host_ctime_ns: int, a,
+                      host_fd: int = -1) -> None:
         """What an fstat of host object `key` shows the guest: Attr `a`, read
         as `flags` (UML_FSTAT_*, umlpy.vfs.inode.STAT_*) say, until the kernel
-        next handles a call that may change attributes."""
-        view = self._view(key, flags, host_ctime_ns, a) if self.publish_stats else None
+        next handles a call that may change attributes. With STAT_SETATTR,
+        host_fd is the kernel's own descriptor of it (futimens acts there)."""
+        view = self._view(key, flags, host_ctime_ns, a, host_fd) if self.publish_stats else None
         if view is not None:
             lib.uml_fstat_publish(self._ctx, view)
 
@@ -261,6 +268,22 @@ class Tracer:
                 return
         lib.uml_path_publish(self._ctx, tid, name, len(name), 1 if nofollow else 0, err, host_fd,
                              view)
+
+    def attr_changes_waiting(self) -> bool:
+        """fchmod or fchown answered in C wait for the kernel to adopt them."""
+        return self._attr_count[0] != 0
+
+    def take_attr_changes(self) -> list:
+        """[(host key, mode, uid, gid, ctime_ns, host_ctime_ns)] in the order C
+        made them: the new attributes, and the ctime that holds while the host
+        object's own ctime is host_ctime_ns."""
+        out = []
+        while self._attr_count[0]:
+            n = lib.uml_attr_log_take(self._ctx, self._attr_buf, _ATTR_BATCH)
+            for e in self._attr_buf[0:n]:
+                out.append(((e.host_dev, e.host_ino), e.mode, e.uid, e.gid, e.ctime_ns,
+                            e.host_ctime_ns))
+        return out
 
     def fstat_forget(self) -> None:
         """Void every published view (attributes changed off the event loop)."""

@@ -24,7 +24,7 @@ from umlpy.kernel.fds import Fds
 from umlpy.kernel.klog import KERN_ALERT, KernelLog
 from umlpy.kernel.loader import Loader
 from umlpy.kernel.task import Creds, FsContext, PidNamespace, Task, ThreadGroup
-from umlpy.syscalls import registry
+from umlpy.syscalls import registry, statcache
 from umlpy.syscalls.call import PASS, Call, Deferred, Fd, s64
 from umlpy.syscalls.numbers import name_of
 
@@ -101,6 +101,8 @@ class Kernel:
         Returns the first process's raw wait status."""
         while True:
             ev = self.tracer.next_event()
+            if self.tracer.attr_changes_waiting():
+                statcache.adopt_attr_changes(self)
             if ev.kind == host.EV_NONE:
                 break
             if ev.kind == host.EV_INTR:
@@ -131,7 +133,7 @@ class Kernel:
     def mirror(self, task: Task) -> None:
         c = task.creds
         self.tracer.task_set(task.host_tid, task.tid, task.group.tgid, task.group.ppid,
-                             c.ruid, c.euid, c.rgid, c.egid)
+                             c.ruid, c.euid, c.rgid, c.egid, c.fsuid, c.fsgid)
 
     def mirror_group(self, group: ThreadGroup) -> None:
         for t in group.threads.values():

@@ -30,7 +30,6 @@ AT_EMPTY_PATH = 0x1000
 AT_STATX_SYNC_TYPE = 0x6000
 O_TMPFILE = os.O_TMPFILE
 VALID_OPEN = 0o37777777 | O_TMPFILE
-_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
 
 
 def walk(c: Call, dirfd: int, path: str, follow: bool, resolve: int = 0) -> Lookup:
@@ -51,7 +50,7 @@ def fd_attr(c: Call, fd: int) -> tuple:
     if h is None:
         return attr_from_host(s), None
     a = ops.getattr_of(h.path)
-    statcache.publish_fd(c, (s.st_dev, s.st_ino), h.path.inode, a)
+    statcache.publish_fd(c, (s.st_dev, s.st_ino), h.path, a)
     return a, h.path
 
 
@@ -96,9 +95,8 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
     if res.fifo:
         return Deferred(lambda: _open_fifo(res.fifo, flags), cloexec,
                         cancel=lambda: _wake_fifo_openers(res.fifo))
-    if not flags & (_WRITING | os.O_PATH) and lk.path is not None:
-        # most opens for reading are followed by an fstat (stdio, ld.so, tar)
-        statcache.publish_open(c, lk.path)
+    if not flags & os.O_PATH and res.path is not None:
+        statcache.publish_open(c, res.path)
     return Fd(res.fd, cloexec)
 
 

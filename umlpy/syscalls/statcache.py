@@ -7,6 +7,11 @@ accelerator gives it again to the next fstat of that host object, or stat of
 that path by the same task, until the kernel handles any call that may
 change names or attributes: the accelerator ends every published answer
 then, by itself.
+
+A tmpfs file's view may also let the accelerator answer fchmod, fchown and
+futimens of it (csrc/fastattr.c), unless a read-only mount ever reached its
+file system: it logs the mode and owner it gave, and the kernel adopts them
+before its next event (adopt_attr_changes).
 """
 from __future__ import annotations
 
@@ -14,35 +19,50 @@ import errno
 import os
 from typing import Optional
 
+from umlpy.fs import tmpfs_inodes
 from umlpy.syscalls.call import Call
 from umlpy.vfs import ops
-from umlpy.vfs.inode import Attr, Inode
-from umlpy.vfs.mount import Path
+from umlpy.vfs.inode import STAT_SETATTR, Attr, Inode
+from umlpy.vfs.mount import Path, names_changed
 
 
-def _publish_fd_view(c: Call, key: tuple, view, a: Attr) -> None:
-    flags, host_ctime, _fd = view
-    c.kernel.tracer.fstat_publish(key, flags, a.ctime_ns if host_ctime is None else host_ctime, a)
+def _publish_fd_view(c: Call, key: tuple, path: Path, view, a: Attr) -> None:
+    flags, host_ctime, host_fd = view
+    if flags & STAT_SETATTR:
+        fs = path.mount.fs
+        if fs.readonly or fs.ro_mounted or path.mount.readonly:
+            flags &= ~STAT_SETATTR          # EROFS: the kernel words it
+    c.kernel.tracer.fstat_publish(key, flags, a.ctime_ns if host_ctime is None else host_ctime,
+                                  a, host_fd)
 
 
-def publish_fd(c: Call, key: tuple, inode: Inode, a: Attr) -> None:
+def publish_fd(c: Call, key: tuple, path: Path, a: Attr) -> None:
     """fstat of host object `key` gives `a`, when `key` is the inode's own
     host object (not a stand-in made for one open)."""
+    inode = path.inode
     view = inode.stat_view()
     if view is not None and inode.host_key() == key:
-        _publish_fd_view(c, key, view, a)
+        _publish_fd_view(c, key, path, view, a)
 
 
 def publish_open(c: Call, path: Path) -> None:
-    """After an open for reading: the fstat that usually follows. (Keyed by
-    the inode's own host object: when the open made a stand-in instead, the
-    view is simply never asked for.)"""
+    """After an open: the fstat (stdio, ld.so, tar) or fchmod, fchown and
+    futimens (tar x, cp -p) that usually follow. (Keyed by the inode's own
+    host object: when the open made a stand-in instead, the view is simply
+    never asked for.)"""
     inode = path.inode
     view = inode.stat_view()
     if view is not None and c.kernel.tracer.publish_stats:
         key = inode.host_key()
         if key is not None:
-            _publish_fd_view(c, key, view, ops.getattr_of(path))
+            _publish_fd_view(c, key, path, view, ops.getattr_of(path))
+
+
+def adopt_attr_changes(kernel) -> None:
+    """Take what the accelerator's fchmod and fchown gave tmpfs files."""
+    for key, mode, uid, gid, ctime_ns, host_ctime_ns in kernel.tracer.take_attr_changes():
+        tmpfs_inodes.adopt_attr_change(key, mode, uid, gid, ctime_ns, host_ctime_ns)
+    names_changed(structural=False)     # as the kernel's own chmod does: cached walks may hold it
 
 
 def publish_path(c: Call, path: str, nofollow: bool, inode: Optional[Inode],

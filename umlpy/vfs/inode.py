@@ -53,6 +53,7 @@ def now_ns() -> int:
 STAT_CHECK_CTIME = 1    # good while the host object's ctime is unchanged
 STAT_LIVE_DATA = 2      # size, blocks, atime and mtime are the host object's
 STAT_TMPFS_CTIME = 4    # the host's ctime once it moved past the one given
+STAT_SETATTR = 8        # fchmod, fchown and futimens may be answered too (tmpfs files)
 StatView = Tuple[int, Optional[int], int]      # Inode.stat_view
 
 
@@ -116,6 +117,9 @@ class FileSystem:
     type_name = "none"          # as /proc/filesystems and /proc/mounts name it
     magic = 0                   # statfs f_type
     readonly = False
+    # True once any mount of it was read-only: a descriptor opened there may
+    # still be open, so what may change attributes checks every time
+    ro_mounted = False
     # True when the host can change the tree behind the kernel's back (hostfs):
     # the VFS then keeps no dentry cache for it.
     volatile = False

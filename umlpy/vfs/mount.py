@@ -124,6 +124,16 @@ class Mount:
         self.mountpoint = mountpoint
 
     @property
+    def flags(self) -> int:
+        return self._flags
+
+    @flags.setter
+    def flags(self, value: int) -> None:
+        self._flags = value
+        if value & MS_RDONLY:
+            self.fs.ro_mounted = True
+
+    @property
     def readonly(self) -> bool:
         return bool(self.flags & MS_RDONLY) or self.fs.readonly
 
