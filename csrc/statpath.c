@@ -7,9 +7,13 @@
  * here, keyed by the asking task, the path text and whether the last
  * component is followed. The answer holds while the generation of
  * fastnotif.c stands, which any call that may change names or attributes
- * ends. Only absolute paths and paths from the cwd are kept: the key names
- * no directory descriptor, and the task's root and cwd cannot change without
- * a call that ends the generation (chdir, chroot, setns, ...).
+ * ends. The task's root and cwd cannot change without a call that ends the
+ * generation (chdir, chroot, setns, ...). A path from a directory descriptor
+ * (fstatat(dirfd, name): ls -l, tar c, find) is keyed by the descriptor's
+ * host object instead: the kernel gives every open of a directory a host
+ * directory of its own (a stand-in), whose identity (device, inode, ctime)
+ * C reads with a stat of /proc/TID/fd/N. The key is then a NUL byte, those
+ * three numbers and the path text, which no guest path can begin with.
  */
 #define _GNU_SOURCE
 #include "accel.h"
@@ -17,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -65,10 +70,31 @@ int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, i
     return 0;
 }
 
+#define DIR_KEY_PREFIX 25           /* NUL, st_dev, st_ino, st_ctime in ns */
+
 int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name, size_t len,
                   int nofollow, struct guest_stat *gs, int *err) {
-    if (c->paths == NULL || (name[0] != '/' && dirfd != AT_FDCWD))
+    char key[UML_PATH_KEY_MAX];
+    if (c->paths == NULL)
         return 0;
+    if (name[0] != '/' && dirfd != AT_FDCWD) {
+        char proc[48];
+        struct stat ds;
+        if (len + DIR_KEY_PREFIX >= UML_PATH_KEY_MAX || dirfd < 0)
+            return 0;
+        snprintf(proc, sizeof proc, "/proc/%d/fd/%d", tid, dirfd);
+        if (stat(proc, &ds) != 0)
+            return 0;               /* EBADF: Python words it */
+        uint64_t dev = ds.st_dev, ino = ds.st_ino;
+        int64_t ctime = (int64_t)ds.st_ctim.tv_sec * 1000000000LL + ds.st_ctim.tv_nsec;
+        key[0] = 0;
+        memcpy(key + 1, &dev, 8);
+        memcpy(key + 9, &ino, 8);
+        memcpy(key + 17, &ctime, 8);
+        memcpy(key + DIR_KEY_PREFIX, name, len);
+        name = key;
+        len += DIR_KEY_PREFIX;
+    }
     const struct path_slot *s = &c->paths[slot_of(tid, name, len, nofollow != 0)];
     if (s->gen != uml_stat_generation(c) || s->tid != tid || s->len != len
         || s->nofollow != (nofollow != 0) || memcmp(s->name, name, len) != 0)

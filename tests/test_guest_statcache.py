@@ -92,3 +92,40 @@ def test_trace_sees_every_stat(statseq, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert _fast_answers(res.stderr) == 0
     assert res.stderr.count("newfstatat(") > 50
+
+
+# ---- fstatat(dirfd, name): what ls -l, tar c and find do ----
+
+DIRSTAT_SETUP = "mkdir -p {d}/a/mnt && mount -t tmpfs none {d}/a/mnt && exec {prog} {d}"
+
+
+@pytest.fixture(scope="module")
+def dirstat(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("dirstat")
+    return compile_static((REPO / "tests" / "dirstat.c").read_text(), d / "dirstat")
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare missing (util-linux)")
+def test_stat_from_directory_descriptor(dirstat, tmp_path_factory):
+    """Every entry stat'ed through its directory's descriptor, in two
+    directories with the same names opened in turn, across changes, a
+    symlink (followed or not), a mount point and a uid-1000 process without
+    search permission: the host's output, with most answers given in C
+    (published ahead from the listing)."""
+    work = Path("/dev/shm") / f"umlpy-dirstat-{tmp_path_factory.mktemp('n').name}"
+    work.mkdir()
+    try:
+        native = subprocess.run(["unshare", "-m", "/bin/sh", "-c",
+                                 DIRSTAT_SETUP.format(d=work, prog=dirstat)],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run(["umount", "-l", str(work / "a" / "mnt")], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    assert native.returncode == 0, native.stdout + native.stderr
+    assert "a mnt    mode=41777" in native.stdout        # the mount's root, not the directory
+    res = run_umlpy(umlpy_run(["/bin/sh", "-c",
+                               DIRSTAT_SETUP.format(d="/dev/shm/w", prog=dirstat)],
+                              ["--counters"]))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout == native.stdout
+    assert _fast_answers(res.stderr) >= 1000, res.stderr

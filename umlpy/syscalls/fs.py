@@ -163,18 +163,31 @@ def stat_at(c: Call, dirfd: int, path: Optional[str], flags: int) -> tuple:
 def stat_path(c: Call, dirfd: int, path: Optional[str], flags: int):
     """stat(2)'s Attr; a path's answer is published for the accelerator to
     give again when the walk and the attributes allow (statcache)."""
-    if not path or not (path[:1] == "/" or dirfd == AT_FDCWD):
+    if not path:
         return stat_at(c, dirfd, path, flags)[0]
     nofollow = bool(flags & AT_SYMLINK_NOFOLLOW)
-    lk = walk(c, dirfd, path, not nofollow)
+    dir_handle = None
+    prefix = b""            # absolute, or from the cwd
+    if path[:1] == "/" or dirfd == AT_FDCWD:
+        lk = walk(c, dirfd, path, not nofollow)
+    else:                   # from a directory descriptor: keyed by its host object
+        s, dir_handle = c.kernel.fds.lookup(c.task, dirfd)
+        if dir_handle is None or not dir_handle.path.inode.is_dir():
+            raise OSError(errno.ENOTDIR, "not a directory")
+        prefix = statcache.dir_key(s)
+        t = c.task
+        lk = c.kernel.vfs.walker.walk(path, dir_handle.path, t.fs.root, t.creds, not nofollow)
+    key = prefix + os.fsencode(path)
     stable = c.kernel.vfs.walker.last_stable
     if lk.path is None:
         if stable:
-            statcache.publish_path(c, path, nofollow, None, None)
+            statcache.publish_path(c, key, nofollow, None, None)
         raise OSError(errno.ENOENT, "no such file or directory")
     a = ops.getattr_of(lk.path)
     if stable:
-        statcache.publish_path(c, path, nofollow, lk.path.inode, a)
+        statcache.publish_path(c, key, nofollow, lk.path.inode, a)
+        if dir_handle is not None and dir_handle.listing is not None and "/" not in path:
+            statcache.publish_listing_ahead(c, dir_handle, prefix, nofollow)
     return a
 
 

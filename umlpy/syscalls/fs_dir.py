@@ -52,6 +52,7 @@ def do_getdents(c: Call, pack) -> int:
         pos = os.lseek(k, 0, os.SEEK_CUR)
         if pos == 0 or h.listing is None:
             h.listing = listing(c, h.path)
+            h.stat_ahead = 0
         entries = h.listing
         out = bytearray()
         i = pos

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import errno
 import os
+import stat as st
+import struct
 from typing import Optional
 
 from umlpy.fs import tmpfs_inodes
@@ -58,6 +60,34 @@ def publish_open(c: Call, path: Path) -> None:
             _publish_fd_view(c, key, path, view, ops.getattr_of(path))
 
 
+def publish_listing_ahead(c: Call, h, prefix: bytes, nofollow: bool) -> None:
+    """A stat from directory descriptor h of a name it listed (which this
+    task may search, then): ls -l, tar c, find and du stat every entry in
+    turn, so publish the next STAT_AHEAD entries' stats for this task now.
+    Not a mount point, nor a symbolic link to follow: the walk decides those."""
+    listing = h.listing
+    start = h.stat_ahead
+    end = min(len(listing), start + STAT_AHEAD)
+    h.stat_ahead = end
+    where = h.path
+    if where.mount.fs.volatile:
+        return                  # names that change behind the kernel (hostfs, procfs)
+    lookup = where.inode.lookup
+    mounted_on = c.kernel.vfs.mounts.mount_points
+    for name, _ino, _dtype in listing[start:end]:
+        if name == "." or name == "..":
+            continue
+        try:
+            inode = lookup(name)
+        except OSError:
+            continue            # gone since the listing, or a mount's glue
+        if (not nofollow and st.S_ISLNK(inode.mode)) or \
+                mounted_on.get((where.mount.id, inode.key)):
+            continue
+        publish_path(c, prefix + os.fsencode(name), nofollow, inode,
+                     ops.getattr_of(where.child(name, inode)))
+
+
 def adopt_attr_changes(kernel) -> None:
     """Take what the accelerator's fchmod and fchown gave tmpfs files."""
     for key, mode, uid, gid, ctime_ns, host_ctime_ns in kernel.tracer.take_attr_changes():
@@ -65,12 +95,23 @@ def adopt_attr_changes(kernel) -> None:
     names_changed(structural=False)     # as the kernel's own chmod does: cached walks may hold it
 
 
-def publish_path(c: Call, path: str, nofollow: bool, inode: Optional[Inode],
+def dir_key(s: os.stat_result) -> bytes:
+    """What keys a path from the directory descriptor whose host object's
+    stat is `s` (csrc/statpath.c): its identity, ctime included (a stand-in's
+    inode number may be reused once it is closed)."""
+    return b"\0" + _DIR_KEY.pack(s.st_dev, s.st_ino, s.st_ctime_ns)
+
+
+_DIR_KEY = struct.Struct("<QQq")
+STAT_AHEAD = 64         # entries of a listing published at a time
+
+
+def publish_path(c: Call, name: bytes, nofollow: bool, inode: Optional[Inode],
                  a: Optional[Attr]) -> None:
-    """The calling task's stat of `path` (absolute or from its cwd, walked
-    through file systems whose names only the kernel changes) gives `a`, or
-    ENOENT when inode is None."""
-    name = os.fsencode(path)
+    """The calling task's stat of path `name` (absolute or from its cwd, or
+    dir_key() + a path from a directory descriptor; walked through file
+    systems whose names only the kernel changes) gives `a`, or ENOENT when
+    inode is None."""
     tracer = c.kernel.tracer
     if inode is None:
         tracer.path_publish(c.task.host_tid, name, nofollow, errno.ENOENT)

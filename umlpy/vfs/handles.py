@@ -23,13 +23,14 @@ _NO_ACCESS = os.O_ACCMODE      # "3": permission-checked, but neither readable n
 
 
 class Handle:
-    __slots__ = ("path", "is_dir", "o_path", "listing")
+    __slots__ = ("path", "is_dir", "o_path", "listing", "stat_ahead")
 
     def __init__(self, path: Path, is_dir: bool = False, o_path: bool = False) -> None:
         self.path = path
         self.is_dir = is_dir
         self.o_path = o_path        # opened O_PATH: no data or attribute calls through it
         self.listing: Optional[List[tuple]] = None      # directory snapshot for getdents
+        self.stat_ahead = 0         # listing entries whose stats are published (statcache)
 
 
 class Handles:
