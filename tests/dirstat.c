@@ -16,13 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[512];
+#include "scratchdir.h"
 
-static const char *at(const char *name) {
-    static char buf[1024];
-    snprintf(buf, sizeof buf, "%s/%s", dir, name);
-    return buf;
-}
 
 static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);

@@ -24,16 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static char dir[512];
+#include "scratchdir.h"
+
 static struct timespec before, after;   /* around the last call */
 
-static const char *at(const char *name) {
-    static char buf[4][1024];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
-}
 
 static const char *ename(int r, int e) {
     return r == 0 ? "ok" : strerrorname_np(e);
@@ -327,18 +321,18 @@ int main(int argc, char **argv) {
     look("-1 7", at("f"), fd, NULL);
 
     printf("== fchmod and the set-id bits\n");
-    TWICE("fchmod(04755)", fd, fchmod(fd, 04755));
-    look("04755", at("f"), fd, NULL);
-    TWICE("fchown(0, -1)", fd, fchown(fd, 0, -1));
-    look("setuid cleared", at("f"), fd, NULL);
-    TWICE("fchmod(02755)", fd, fchmod(fd, 02755));
-    look("02755", at("f"), fd, NULL);
-    TWICE("fchown(0, -1)", fd, fchown(fd, 0, -1));
-    look("setgid cleared", at("f"), fd, NULL);
-    TWICE("fchmod(02745)", fd, fchmod(fd, 02745));
-    look("02745", at("f"), fd, NULL);
-    TWICE("fchown(0, -1)", fd, fchown(fd, 0, -1));
-    look("setgid kept", at("f"), fd, NULL);
+    static const struct { mode_t mode; const char *after_chown; } setid[] = {
+        {04755, "setuid cleared"}, {02755, "setgid cleared"}, {02745, "setgid kept"},
+    };
+    for (size_t k = 0; k < sizeof setid / sizeof *setid; k++) {
+        char label[32], shown[8];
+        snprintf(label, sizeof label, "fchmod(0%o)", (unsigned)setid[k].mode);
+        snprintf(shown, sizeof shown, "0%o", (unsigned)setid[k].mode);
+        TWICE(label, fd, fchmod(fd, setid[k].mode));
+        look(shown, at("f"), fd, NULL);
+        TWICE("fchown(0, -1)", fd, fchown(fd, 0, -1));
+        look(setid[k].after_chown, at("f"), fd, NULL);
+    }
     TWICE("fchmod(07777)", fd, fchmod(fd, 07777));
     look("07777", at("f"), fd, NULL);
     TWICE("fchmod(0177777)", fd, fchmod(fd, 0177777));

@@ -12,16 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[512];
-static int bad;
+#include "scratchdir.h"
 
-static const char *at(const char *name) {
-    static char buf[4][1024];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
-}
+static int bad;
 
 static void show(const char *step, const struct stat *s) {
     printf("%-10s mode=%o nlink=%lu uid=%u gid=%u size=%ld\n", step, s->st_mode,

@@ -47,7 +47,8 @@ FAST_ATTRS_AT_LEAST = 42
 @pytest.fixture(scope="module")
 def fdattrseq(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("fdattrseq")
-    return compile_static((REPO / "tests" / "fdattrseq.c").read_text(), d / "fdattrseq")
+    return compile_static((REPO / "tests" / "fdattrseq.c").read_text(), d / "fdattrseq",
+                          [REPO / "tests"])
 
 
 def _native_run(fdattrseq: Path, tmp_path_factory, *options: str) -> str:

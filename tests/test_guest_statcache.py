@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None,
 @pytest.fixture(scope="module")
 def statseq(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("statseq")
-    return compile_static((REPO / "tests" / "statseq.c").read_text(), d / "statseq")
+    return compile_static((REPO / "tests" / "statseq.c").read_text(), d / "statseq",
+                          [REPO / "tests"])
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,8 @@ DIRSTAT_SETUP = "mkdir -p {d}/a/mnt && mount -t tmpfs none {d}/a/mnt && exec {pr
 @pytest.fixture(scope="module")
 def dirstat(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("dirstat")
-    return compile_static((REPO / "tests" / "dirstat.c").read_text(), d / "dirstat")
+    return compile_static((REPO / "tests" / "dirstat.c").read_text(), d / "dirstat",
+                          [REPO / "tests"])
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare missing (util-linux)")
