@@ -10,11 +10,13 @@
 #   uml-utilities    uml_mkcow, uml_moo, uml_mconsole: UML's own clients, for compatibility
 #   gdb strace       real debugger and tracer clients (the gdb stub, ptrace in the guest, --trace)
 #   iproute2         ip, to check the guest's interface list against the host's
+#   util-linux mount unshare and mount: mounts in the guest, and the host's runs that
+#                    compare with them (in a private mount namespace)
 set -eu
 
 cd "$(dirname "$0")/.."
 
-PACKAGES="busybox-static python3.11 bash gcc libc6-dev libc-bin coreutils procps e2fsprogs uml-utilities gdb strace iproute2"
+PACKAGES="busybox-static python3.11 bash gcc libc6-dev libc-bin coreutils procps e2fsprogs uml-utilities gdb strace iproute2 util-linux mount"
 
 missing=""
 for p in $PACKAGES; do
