@@ -63,7 +63,10 @@ struct guest_stat {
 };
 _Static_assert(sizeof(struct guest_stat) == 144, "struct stat is 144 bytes on x86-64");
 struct stat;
+struct timespec;
 
+/* fastnotif.c: a timespec in nanoseconds. */
+UML_INTERNAL int64_t uml_ts_ns(const struct timespec *t);
 /* fastnotif.c: the published views' generation; a view from another is void. */
 UML_INTERNAL uint64_t uml_stat_generation(struct uml_ctx *c);
 /* fastnotif.c: the guest's stat from a view (and the host object's stat when

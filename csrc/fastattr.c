@@ -35,10 +35,6 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * NSEC_PER_SEC + t.tv_nsec;
 }
 
-static int64_t ts_ns(const struct timespec *t) {
-    return (int64_t)t->tv_sec * NSEC_PER_SEC + t->tv_nsec;
-}
-
 /* The owner, or root (CAP_FOWNER): who may chmod and set explicit times. */
 static int is_owner(const struct slot *s, const struct uml_fstat *v) {
     return s->fsuid == 0 || s->fsuid == v->uid;
@@ -62,7 +58,7 @@ static void change_view(struct uml_ctx *c, struct uml_fstat *v, const struct sta
     nv.uid = uid;
     nv.gid = gid;
     nv.ctime_ns = now_ns();
-    nv.host_ctime_ns = ts_ns(&hs->st_ctim);     /* a native write after this moves it */
+    nv.host_ctime_ns = uml_ts_ns(&hs->st_ctim);     /* a native write after this moves it */
     struct uml_attr_change *e = &c->attr_log[c->attr_count];
     memset(e, 0, sizeof *e);
     e->host_dev = nv.host_dev;

@@ -46,7 +46,7 @@ static uint32_t slot_of(uint64_t dev, uint64_t ino) {
     return (uint32_t)(h >> 40) & (FSTAT_SLOTS - 1);
 }
 
-static int64_t ts_ns(const struct timespec *t) {
+UML_INTERNAL int64_t uml_ts_ns(const struct timespec *t) {
     return (int64_t)t->tv_sec * 1000000000LL + t->tv_nsec;
 }
 
@@ -117,15 +117,15 @@ UML_INTERNAL int uml_stat_from_view(const struct uml_fstat *v, const struct stat
     } else {
         if (v->host_dev != (uint64_t)hs->st_dev || v->host_ino != (uint64_t)hs->st_ino)
             return 0;
-        if ((v->flags & UML_FSTAT_CHECK_CTIME) && ts_ns(&hs->st_ctim) != v->host_ctime_ns)
+        if ((v->flags & UML_FSTAT_CHECK_CTIME) && uml_ts_ns(&hs->st_ctim) != v->host_ctime_ns)
             return 0;
-        if ((v->flags & UML_FSTAT_TMPFS_CTIME) && ts_ns(&hs->st_ctim) != v->host_ctime_ns)
-            ctime = ts_ns(&hs->st_ctim);        /* a native write or truncate since */
+        if ((v->flags & UML_FSTAT_TMPFS_CTIME) && uml_ts_ns(&hs->st_ctim) != v->host_ctime_ns)
+            ctime = uml_ts_ns(&hs->st_ctim);        /* a native write or truncate since */
         if (v->flags & UML_FSTAT_LIVE_DATA) {
             size = hs->st_size;
             blocks = hs->st_blocks;
-            atime = ts_ns(&hs->st_atim);
-            mtime = ts_ns(&hs->st_mtim);
+            atime = uml_ts_ns(&hs->st_atim);
+            mtime = uml_ts_ns(&hs->st_mtim);
         }
     }
     memset(out, 0, sizeof *out);

@@ -86,7 +86,7 @@ int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name, size_
         if (stat(proc, &ds) != 0)
             return 0;               /* EBADF: Python words it */
         uint64_t dev = ds.st_dev, ino = ds.st_ino;
-        int64_t ctime = (int64_t)ds.st_ctim.tv_sec * 1000000000LL + ds.st_ctim.tv_nsec;
+        int64_t ctime = uml_ts_ns(&ds.st_ctim);
         key[0] = 0;
         memcpy(key + 1, &dev, 8);
         memcpy(key + 9, &ino, 8);

@@ -48,14 +48,17 @@ class Fds:
         _s, h = self.lookup(task, fd)
         return h.path if h is not None else None
 
+    def dir_handle(self, task, fd: int) -> Tuple[os.stat_result, Handle]:
+        """The host stat and handle of the directory a dirfd names (ENOTDIR
+        for anything else)."""
+        s, h = self.lookup(task, fd)
+        if h is None or not h.path.inode.is_dir():
+            raise OSError(errno.ENOTDIR, "not a directory")
+        return s, h
+
     def dir_path(self, task, fd: int) -> Path:
         """The directory a dirfd names (ENOTDIR for anything else)."""
-        s, h = self.lookup(task, fd)
-        if h is None:
-            raise OSError(errno.ENOTDIR, "not a directory")
-        if not h.path.inode.is_dir():
-            raise OSError(errno.ENOTDIR, "not a directory")
-        return h.path
+        return self.dir_handle(task, fd)[1].path
 
     # ---- the open file description ----
     def _pidfd(self, task) -> int:

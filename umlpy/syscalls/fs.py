@@ -171,9 +171,7 @@ def stat_path(c: Call, dirfd: int, path: Optional[str], flags: int):
     if path[:1] == "/" or dirfd == AT_FDCWD:
         lk = walk(c, dirfd, path, not nofollow)
     else:                   # from a directory descriptor: keyed by its host object
-        s, dir_handle = c.kernel.fds.lookup(c.task, dirfd)
-        if dir_handle is None or not dir_handle.path.inode.is_dir():
-            raise OSError(errno.ENOTDIR, "not a directory")
+        s, dir_handle = c.kernel.fds.dir_handle(c.task, dirfd)
         prefix = statcache.dir_key(s)
         t = c.task
         lk = c.kernel.vfs.walker.walk(path, dir_handle.path, t.fs.root, t.creds, not nofollow)

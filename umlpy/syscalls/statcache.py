@@ -32,7 +32,7 @@ def _publish_fd_view(c: Call, key: tuple, path: Path, view, a: Attr) -> None:
     flags, host_ctime, host_fd = view
     if flags & STAT_SETATTR:
         fs = path.mount.fs
-        if fs.readonly or fs.ro_mounted or path.mount.readonly:
+        if fs.readonly or fs.ro_mounted:    # (a read-only mount marks ro_mounted)
             flags &= ~STAT_SETATTR          # EROFS: the kernel words it
     c.kernel.tracer.fstat_publish(key, flags, a.ctime_ns if host_ctime is None else host_ctime,
                                   a, host_fd)
