@@ -461,6 +461,15 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             uml_fstat_note_python(c, NULL);
             return 0;
         }
+        /* A SIGCHLD first: the next call waits for stops before it takes
+         * a notification, so a task stopped in ptrace (a clone event) is not
+         * starved by another thread whose notifications never run out. */
+        if (pf[0].revents & POLLIN) {
+            struct signalfd_siginfo si[8];
+            while (read(c->sigfd, si, sizeof si) > 0)
+                ;
+            c->reap = 1;
+        }
         if (c->lfd >= 0 && (pf[1].revents & POLLIN)) {
             if (take_notif(c, ev))
                 return 0;
@@ -468,12 +477,6 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             /* Every task that carried the filter is gone. */
             close(c->lfd);
             c->lfd = -1;
-        }
-        if (pf[0].revents & POLLIN) {
-            struct signalfd_siginfo si[8];
-            while (read(c->sigfd, si, sizeof si) > 0)
-                ;
-            c->reap = 1;
         }
         if (!have_children && n == 0 && c->lfd >= 0) {
             close(c->lfd);   /* no tracee can be waiting on it any more */
