@@ -137,6 +137,7 @@ struct uml_ctx *uml_new(void) {
     c->fast_stops = 1;
     c->task_limit = 4096;
     c->fstat_gen = 1;
+    c->names_gen = 1;
     c->reap = 1;
     c->cap = 1024;
     c->tab = calloc(c->cap, sizeof *c->tab);
@@ -147,8 +148,6 @@ struct uml_ctx *uml_new(void) {
     }
     c->req = calloc(1, c->sizes.seccomp_notif > sizeof(struct seccomp_notif)
                            ? c->sizes.seccomp_notif : sizeof(struct seccomp_notif));
-    c->resp = calloc(1, c->sizes.seccomp_notif_resp > sizeof(struct seccomp_notif_resp)
-                            ? c->sizes.seccomp_notif_resp : sizeof(struct seccomp_notif_resp));
     /* SIGCHLD is read through a signalfd so one poll() waits for ptrace stops
      * and seccomp notifications alike. Threads created later inherit the mask. */
     sigset_t set;
@@ -156,7 +155,7 @@ struct uml_ctx *uml_new(void) {
     sigaddset(&set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     c->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (!c->tab || !c->req || !c->resp || c->sigfd < 0) {
+    if (!c->tab || !c->req || c->sigfd < 0 || c->sizes.seccomp_notif_resp > UML_RESP_MAX) {
         uml_free(c);
         return NULL;
     }
@@ -171,11 +170,12 @@ void uml_free(struct uml_ctx *c) {
     if (c->sigfd >= 0)
         close(c->sigfd);
     free(c->req);
-    free(c->resp);
     free(c->tab);
     free(c->fstats);
     free(c->paths);
     free(c->attr_log);
+    free(c->creates);
+    free(c->create_log);
     free(c);
 }
 
@@ -524,19 +524,25 @@ int uml_set_siginfo(int tid, const void *buf128) {
 
 /* ---- seccomp notification replies ---- */
 
+UML_INTERNAL int uml_send(struct uml_ctx *c, uint64_t id, int64_t val, int32_t error,
+                          uint32_t flags) {
+    /* on the stack: worker threads answer their slow calls while the loop
+     * thread answers others in C */
+    union { struct seccomp_notif_resp r; char room[UML_RESP_MAX]; } u;
+    memset(&u, 0, sizeof u);
+    u.r.id = id;
+    u.r.val = val;
+    u.r.error = error;
+    u.r.flags = flags;
+    return ret_errno(ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, &u.r));
+}
+
 int uml_notif_reply(struct uml_ctx *c, uint64_t id, int64_t val, int err) {
-    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
-    c->resp->id = id;
-    c->resp->val = err ? 0 : val;
-    c->resp->error = err ? -err : 0;
-    return ret_errno(ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp));
+    return uml_send(c, id, err ? 0 : val, err ? -err : 0, 0);
 }
 
 int uml_notif_continue(struct uml_ctx *c, uint64_t id) {
-    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
-    c->resp->id = id;
-    c->resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-    return ret_errno(ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp));
+    return uml_send(c, id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
 }
 
 int uml_notif_addfd(struct uml_ctx *c, uint64_t id, int srcfd, unsigned int newfd_flags) {

@@ -51,6 +51,7 @@ struct uml_stats {
     uint64_t c_stops;       /* ptrace stops answered in C (faststops.c) */
     uint64_t fast_stats;    /* stat, lstat, fstat, newfstatat answered in C (fastnotif.c) */
     uint64_t fast_attrs;    /* fchmod, fchown, futimens answered in C (fastattr.c) */
+    uint64_t fast_creates;  /* open(O_CREAT) of a new tmpfs file answered in C (fastcreate.c) */
 };
 
 struct uml_ctx;
@@ -123,6 +124,29 @@ struct uml_attr_change {
 };
 const uint32_t *uml_attr_log_count(struct uml_ctx *c);
 int uml_attr_log_take(struct uml_ctx *c, struct uml_attr_change *out, int max);
+/* A new tmpfs file made in C (fastcreate.c). uml_create_publish: task tid
+ * may create files in the directory its path text `key` (statpath.c's key
+ * of the path up to its last '/') names, owned by uid and gid, with the
+ * umask, the guest st_dev, the next inode number and the inodes left; names
+ * holds the directory's name_count names, each ended by a NUL. Returns the
+ * directory's slot or -errno. The files made are logged for the kernel to
+ * adopt before it handles its next event, as the attribute changes are. */
+int uml_create_publish(struct uml_ctx *c, int tid, const char *key, size_t key_len,
+                       uint32_t uid, uint32_t gid, uint32_t umask, uint64_t dev,
+                       uint64_t next_ino, uint64_t inodes_left,
+                       const char *names, size_t names_len, uint32_t name_count);
+struct uml_create {
+    uint32_t slot, serial;      /* the published directory it was made in */
+    uint64_t ino;
+    uint64_t host_dev, host_ino;
+    int64_t host_fd;            /* the memfd, now the kernel's */
+    uint32_t mode, uid, gid, name_len;
+    int64_t time_ns;            /* its atime, mtime, ctime and birth, and the memfd's ctime */
+    char name[256];
+};
+uint32_t uml_create_serial(struct uml_ctx *c, int slot);
+const uint32_t *uml_create_log_count(struct uml_ctx *c);
+int uml_create_log_take(struct uml_ctx *c, struct uml_create *out, int max);
 /* stat of a path answered in C (statpath.c): task tid's stat of `name`
  * (absolute or from its cwd) is errno err, or view (read live from the
  * kernel's descriptor host_fd when it is not -1), while the views hold. */

@@ -23,7 +23,6 @@ struct uml_ctx {
     int fast;
     struct seccomp_notif_sizes sizes;
     struct seccomp_notif *req;
-    struct seccomp_notif_resp *resp;
     struct slot *tab;
     uint32_t cap, count;
     struct uml_stats stats;
@@ -33,6 +32,11 @@ struct uml_ctx {
     struct fstat_slot *fstats;  /* fastnotif.c: published views, NULL until the first */
     struct path_slot *paths;    /* statpath.c: published path stats, NULL until the first */
     uint64_t fstat_gen;     /* bumped whenever Python may change attributes */
+    uint64_t names_gen;     /* bumped whenever Python may change names or credentials */
+    struct create_dir *creates;         /* fastcreate.c: published directories */
+    uint32_t create_serial;
+    struct uml_create *create_log;      /* fastcreate.c: files Python has not adopted */
+    uint32_t create_count;
     int reap;               /* a SIGCHLD came since the last empty waitpid */
     struct uml_attr_change *attr_log;   /* fastattr.c: changes Python has not adopted */
     uint32_t attr_count;
@@ -79,17 +83,32 @@ UML_INTERNAL int uml_answer_stat(struct uml_ctx *c, const struct seccomp_notif *
 /* statpath.c: a path stat (tid, dirfd, name) Python published in this
  * generation: 1 with *gs filled or *err set, 0 when Python must walk. */
 #define UML_PATH_KEY_MAX 256
+/* statpath.c: a directory descriptor's part of a key (NUL, then its host
+ * object's st_dev, st_ino and st_ctime in ns) from its host stat */
+#define UML_DIR_KEY_PREFIX 25
+UML_INTERNAL void uml_dir_key(const struct stat *ds, char *key);
 UML_INTERNAL int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name,
                                size_t len, int nofollow, struct guest_stat *gs, int *err);
 
 /* fastnotif.c: the view of the object behind (tid, fd) published in this
  * generation, with its host stat in *hs; NULL without one. */
 UML_INTERNAL struct uml_fstat *uml_fd_view(struct uml_ctx *c, int tid, int fd, struct stat *hs);
+/* accel.c: send a reply (safe from any thread: its buffer is its own). */
+#define UML_RESP_MAX 64         /* the biggest struct seccomp_notif_resp we send */
+UML_INTERNAL int uml_send(struct uml_ctx *c, uint64_t id, int64_t val, int32_t error,
+                          uint32_t flags);
 /* fastnotif.c: answer req with val or errno err. */
 UML_INTERNAL void uml_answer(struct uml_ctx *c, const struct seccomp_notif *req, int64_t val,
                              int err);
 /* fastattr.c: fchmod, fchown, futimens of a tmpfs file; 1 when answered. */
 UML_INTERNAL int uml_answer_setattr(struct uml_ctx *c, const struct seccomp_notif *req);
+
+/* fastcreate.c: open(O_CREAT) of a new name in a published tmpfs
+ * directory; 1 when answered. */
+UML_INTERNAL int uml_answer_create(struct uml_ctx *c, const struct seccomp_notif *req);
+/* fastnotif.c: void every published view and path stat, but not the
+ * published directories of fastcreate.c (a change C made to a file). */
+UML_INTERNAL void uml_views_void(struct uml_ctx *c);
 
 /* fastnotif.c: answer a notification without Python; 1 if it did. */
 UML_INTERNAL int uml_fast_answer(struct uml_ctx *c, const struct seccomp_notif *req);

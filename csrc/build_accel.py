@@ -23,7 +23,7 @@ struct uml_event {
     uint64_t ip; uint64_t sp; int regs_ok; int fix;
 };
 struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops;
-                   uint64_t fast_stats; uint64_t fast_attrs; };
+                   uint64_t fast_stats; uint64_t fast_attrs; uint64_t fast_creates; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);
@@ -54,6 +54,17 @@ void uml_fstat_forget(struct uml_ctx *c);
 struct uml_attr_change {
     uint64_t host_dev, host_ino; uint32_t mode, uid, gid, pad; int64_t ctime_ns, host_ctime_ns;
 };
+int uml_create_publish(struct uml_ctx *c, int tid, const char *key, size_t key_len,
+                       uint32_t uid, uint32_t gid, uint32_t umask, uint64_t dev,
+                       uint64_t next_ino, uint64_t inodes_left,
+                       const char *names, size_t names_len, uint32_t name_count);
+struct uml_create {
+    uint32_t slot, serial; uint64_t ino; uint64_t host_dev, host_ino; int64_t host_fd;
+    uint32_t mode, uid, gid, name_len; int64_t time_ns; char name[256];
+};
+uint32_t uml_create_serial(struct uml_ctx *c, int slot);
+const uint32_t *uml_create_log_count(struct uml_ctx *c);
+int uml_create_log_take(struct uml_ctx *c, struct uml_create *out, int max);
 const uint32_t *uml_attr_log_count(struct uml_ctx *c);
 int uml_attr_log_take(struct uml_ctx *c, struct uml_attr_change *out, int max);
 int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, int nofollow,

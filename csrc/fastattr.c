@@ -69,7 +69,7 @@ static void change_view(struct uml_ctx *c, struct uml_fstat *v, const struct sta
     e->ctime_ns = nv.ctime_ns;
     e->host_ctime_ns = nv.host_ctime_ns;
     __atomic_store_n(&c->attr_count, c->attr_count + 1, __ATOMIC_RELEASE);
-    uml_fstat_forget(c);
+    uml_views_void(c);              /* a directory's permissions are not among them */
     uml_fstat_publish(c, &nv);
 }
 

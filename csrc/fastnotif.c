@@ -75,8 +75,13 @@ UML_INTERNAL uint64_t uml_stat_generation(struct uml_ctx *c) {
     return __atomic_load_n(&c->fstat_gen, __ATOMIC_ACQUIRE);
 }
 
-void uml_fstat_forget(struct uml_ctx *c) {
+UML_INTERNAL void uml_views_void(struct uml_ctx *c) {
     __atomic_add_fetch(&c->fstat_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+void uml_fstat_forget(struct uml_ctx *c) {
+    uml_views_void(c);
+    __atomic_add_fetch(&c->names_gen, 1, __ATOMIC_ACQ_REL);
 }
 
 /* Calls whose handlers change no file's attributes, owner or links. */
@@ -101,7 +106,7 @@ static int changes_nothing(const struct seccomp_notif *req) {
 
 void uml_fstat_note_python(struct uml_ctx *c, const struct seccomp_notif *req) {
     if (req == NULL || !changes_nothing(req))
-        __atomic_add_fetch(&c->fstat_gen, 1, __ATOMIC_ACQ_REL);
+        uml_fstat_forget(c);
 }
 
 /* The guest's struct stat from view v and, when v reads anything live, the
@@ -168,11 +173,7 @@ static int stat_of_fd(struct uml_ctx *c, int tid, int fd, struct guest_stat *out
 
 UML_INTERNAL void uml_answer(struct uml_ctx *c, const struct seccomp_notif *req, int64_t val,
                              int err) {
-    memset(c->resp, 0, c->sizes.seccomp_notif_resp);
-    c->resp->id = req->id;
-    c->resp->val = val;
-    c->resp->error = -err;
-    ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_SEND, c->resp);   /* ENOENT: the task died */
+    uml_send(c, req->id, val, -err, 0);     /* ENOENT: the task died */
 }
 
 /* Reply with a struct stat written at buf, or with err. */
@@ -265,6 +266,8 @@ int uml_fast_answer(struct uml_ctx *c, const struct seccomp_notif *req) {
         return answer_stat(c, req);
     case SYS_fchmod: case SYS_fchown: case SYS_utimensat:
         return uml_answer_setattr(c, req);
+    case SYS_open: case SYS_openat: case SYS_creat:
+        return uml_answer_create(c, req);
     default:
         return answer_ids(c, req);
     }

@@ -70,7 +70,14 @@ int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, i
     return 0;
 }
 
-#define DIR_KEY_PREFIX 25           /* NUL, st_dev, st_ino, st_ctime in ns */
+UML_INTERNAL void uml_dir_key(const struct stat *ds, char *key) {
+    uint64_t dev = ds->st_dev, ino = ds->st_ino;
+    int64_t ctime = uml_ts_ns(&ds->st_ctim);
+    key[0] = 0;
+    memcpy(key + 1, &dev, 8);
+    memcpy(key + 9, &ino, 8);
+    memcpy(key + 17, &ctime, 8);
+}
 
 int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name, size_t len,
                   int nofollow, struct guest_stat *gs, int *err) {
@@ -80,20 +87,15 @@ int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name, size_
     if (name[0] != '/' && dirfd != AT_FDCWD) {
         char proc[48];
         struct stat ds;
-        if (len + DIR_KEY_PREFIX >= UML_PATH_KEY_MAX || dirfd < 0)
+        if (len + UML_DIR_KEY_PREFIX >= UML_PATH_KEY_MAX || dirfd < 0)
             return 0;
         snprintf(proc, sizeof proc, "/proc/%d/fd/%d", tid, dirfd);
         if (stat(proc, &ds) != 0)
             return 0;               /* EBADF: Python words it */
-        uint64_t dev = ds.st_dev, ino = ds.st_ino;
-        int64_t ctime = uml_ts_ns(&ds.st_ctim);
-        key[0] = 0;
-        memcpy(key + 1, &dev, 8);
-        memcpy(key + 9, &ino, 8);
-        memcpy(key + 17, &ctime, 8);
-        memcpy(key + DIR_KEY_PREFIX, name, len);
+        uml_dir_key(&ds, key);
+        memcpy(key + UML_DIR_KEY_PREFIX, name, len);
         name = key;
-        len += DIR_KEY_PREFIX;
+        len += UML_DIR_KEY_PREFIX;
     }
     const struct path_slot *s = &c->paths[slot_of(tid, name, len, nofollow != 0)];
     if (s->gen != uml_stat_generation(c) || s->tid != tid || s->len != len

@@ -26,7 +26,6 @@ non-empty file holds one kernel descriptor: RLIMIT_NOFILE bounds their count.
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import shutil
 import stat as st
@@ -67,7 +66,7 @@ class TmpFs(FileSystem):
         self.root_mode, self.root_uid, self.root_gid = mode & 0o7777, uid, gid
         self._scratch = scratch_dir
         self._own_scratch = False
-        self._inos = itertools.count(1)
+        self.next_ino = 1
         self.inodes_used = 0
         # regular files holding a memfd: what statfs adds up
         self._files: "weakref.WeakValueDictionary[int, TmpFile]" = weakref.WeakValueDictionary()
@@ -155,9 +154,23 @@ class TmpFs(FileSystem):
             raise _err(errno.ENOSPC, "no inodes left")
         self.inodes_used += 1
 
-    def _new_ino(self) -> int:
+    def _new_ino(self, ino: Optional[int] = None) -> int:
+        """The next inode number, or `ino`, the one the accelerator gave a
+        file it created (csrc/fastcreate.c hands out next_ino on)."""
         self._charge_ino()
-        return next(self._inos)
+        if ino is None:
+            ino = self.next_ino
+        self.next_ino = max(self.next_ino, ino + 1)
+        return ino
+
+    def create_budget(self) -> Optional[Tuple[int, int]]:
+        """(next inode number, inodes left) for the accelerator to create
+        files with, or None when it may not (size= keeps files in a host
+        tmpfs; a read-only mount reached this file system)."""
+        if self.backing is not None or self.readonly or self.ro_mounted:
+            return None
+        left = self.nr_inodes - self.inodes_used if self.nr_inodes else 2**63
+        return self.next_ino, max(left, 0)
 
     def _free_ino(self) -> None:
         self.inodes_used -= 1
@@ -225,6 +238,29 @@ class TmpDir(TmpInode):
     def create(self, name: str, mode: int, uid: int, gid: int) -> Inode:
         self._can_add(name)
         return self._add(name, TmpFile(self.fs, mode, uid, gid))
+
+    def create_slot(self, limit: int) -> Optional[Tuple[int, int, list]]:
+        """(next inode number, inodes left, names as bytes) for the
+        accelerator to create files here with (csrc/fastcreate.c), or None
+        when it may not (more than `limit` names, a removed directory, or a
+        file system it may not create in)."""
+        if self.dead or len(self.entries) > limit:
+            return None
+        budget = self.fs.create_budget()
+        if budget is None:
+            return None
+        return budget[0], budget[1], [os.fsencode(n) for n in self.entries]
+
+    def adopt_created(self, name: str, ino: int, memfd: int, key: Tuple[int, int], mode: int,
+                      uid: int, gid: int, time_ns: int) -> TmpFile:
+        """A file the accelerator created here (csrc/fastcreate.c): inode
+        number ino, its data in the kernel's descriptor memfd (host object
+        `key`, made at time_ns)."""
+        self._can_add(name)
+        f = TmpFile(self.fs, mode, uid, gid, ino=ino)
+        f.atime = f.mtime = f.ctime = f.btime = time_ns
+        f.hold_memfd(memfd, key, time_ns)
+        return self._add(name, f)
 
     def tmpfile(self, mode: int, uid: int, gid: int) -> Inode:
         """O_TMPFILE: a file with no name yet (link() may give it one)."""

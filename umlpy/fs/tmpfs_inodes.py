@@ -61,9 +61,10 @@ def _unlink_quietly(path: str) -> None:
 class TmpInode(XattrStore, Inode):
     """What every tmpfs inode keeps in Python."""
 
-    def __init__(self, fs: TmpFs, mode: int, uid: int, gid: int, rdev: int = 0) -> None:
+    def __init__(self, fs: TmpFs, mode: int, uid: int, gid: int, rdev: int = 0,
+                 ino: Optional[int] = None) -> None:
         self.fs = fs
-        self.ino = fs._new_ino()
+        self.ino = fs._new_ino(ino)
         self._mode = mode
         self.uid, self.gid, self.rdev = uid, gid, rdev
         self.nlink = 1
@@ -152,8 +153,9 @@ class TmpInode(XattrStore, Inode):
 class TmpFile(TmpInode):
     """A regular file: data in a memfd made on first need."""
 
-    def __init__(self, fs: TmpFs, mode: int, uid: int, gid: int) -> None:
-        super().__init__(fs, st.S_IFREG | (mode & 0o7777), uid, gid)
+    def __init__(self, fs: TmpFs, mode: int, uid: int, gid: int,
+                 ino: Optional[int] = None) -> None:
+        super().__init__(fs, st.S_IFREG | (mode & 0o7777), uid, gid, ino=ino)
         self._fd = -1
         self._key = (0, 0)          # the memfd's host identity, once it exists
         self.linkable = False       # an O_TMPFILE file not yet linked
@@ -166,15 +168,20 @@ class TmpFile(TmpInode):
                 fd = tmpfs_backing.new_file(self.fs.backing)
             else:
                 fd = os.memfd_create(f"tmpfs:{self.ino}", os.MFD_CLOEXEC)
-            weakref.finalize(self, _close_quietly, fd)
             os.utime(fd, ns=(self.atime, self.mtime))
-            self._fd = fd
             s = os.fstat(fd)
-            self._ctime_seen = s.st_ctime_ns
-            self._key = (s.st_dev, s.st_ino)
-            self.fs._files[self.ino] = self
-            _by_host_key[self._key] = self
+            self.hold_memfd(fd, (s.st_dev, s.st_ino), s.st_ctime_ns)
         return self._fd
+
+    def hold_memfd(self, fd: int, key: Tuple[int, int], host_ctime_ns: int) -> None:
+        """Keep fd, host object `key` whose ctime is host_ctime_ns, as this
+        file's page cache (closed with the inode)."""
+        weakref.finalize(self, _close_quietly, fd)
+        self._fd = fd
+        self._ctime_seen = host_ctime_ns
+        self._key = key
+        self.fs._files[self.ino] = self
+        _by_host_key[key] = self
 
     def allocated(self) -> int:
         return os.fstat(self._fd).st_blocks * 512 if self._fd >= 0 else 0

@@ -98,6 +98,9 @@ class Tracer:
         self._siginfo = ffi.new("char[]", 128)
         self._attr_count = lib.uml_attr_log_count(ctx)
         self._attr_buf = ffi.new("struct uml_attr_change[]", _ATTR_BATCH)
+        self._create_count = lib.uml_create_log_count(ctx)
+        self._create_buf = ffi.new("struct uml_create[]", _ATTR_BATCH)
+        self._create_dirs: dict = {}    # slot -> (serial, what the kernel published it for)
         self._reply_lock = threading.Lock()     # replies share one buffer; workers reply too
         # host tid -> fn(tid, how, sig, value): a task whose resumption the kernel's
         # guest ptrace decides (a guest tracee, or a guest tracer parked in wait).
@@ -149,7 +152,8 @@ class Tracer:
         s = ffi.new("struct uml_stats *")
         lib.uml_get_stats(self._ctx, s)
         return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops,
-                "c_stops": s.c_stops, "fast_stats": s.fast_stats, "fast_attrs": s.fast_attrs}
+                "c_stops": s.c_stops, "fast_stats": s.fast_stats, "fast_attrs": s.fast_attrs,
+                "fast_creates": s.fast_creates}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
@@ -283,6 +287,41 @@ class Tracer:
             for e in self._attr_buf[0:n]:
                 out.append(((e.host_dev, e.host_ino), e.mode, e.uid, e.gid, e.ctime_ns,
                             e.host_ctime_ns))
+        return out
+
+    def create_publish(self, tid: int, key: bytes, uid: int, gid: int, umask: int, dev: int,
+                       next_ino: int, inodes_left: int, names: list, parent) -> None:
+        """Host task tid may create regular files in the tmpfs directory
+        `parent` by path text `key` (statpath.c's key of the path up to its
+        last '/') while the published names hold (csrc/fastcreate.c): owned
+        by uid and gid, under the umask, in the file system with st_dev dev
+        whose next inode number is next_ino and which has inodes_left more.
+        `names` (bytes) are the names the directory holds now."""
+        if not self.publish_stats:
+            return
+        joined = b"\0".join(names)
+        slot = lib.uml_create_publish(self._ctx, tid, key, len(key), uid, gid, umask, dev,
+                                      next_ino, min(inodes_left, 2**64 - 1), joined, len(joined),
+                                      len(names))
+        if slot >= 0:
+            self._create_dirs[slot] = (lib.uml_create_serial(self._ctx, slot), parent)
+
+    def creates_waiting(self) -> bool:
+        """Files created in C wait for the kernel to adopt them."""
+        return self._create_count[0] != 0
+
+    def take_creates(self) -> list:
+        """[(parent, name, ino, host key, memfd, mode, uid, gid, time_ns)] in
+        the order C made them: `parent` as create_publish was given it, the
+        memfd now the kernel's own descriptor."""
+        out = []
+        while self._create_count[0]:
+            n = lib.uml_create_log_take(self._ctx, self._create_buf, _ATTR_BATCH)
+            for e in self._create_buf[0:n]:
+                serial, parent = self._create_dirs.get(e.slot, (None, None))
+                out.append((parent if serial == e.serial else None,
+                            ffi.unpack(e.name, e.name_len), e.ino, (e.host_dev, e.host_ino),
+                            e.host_fd, e.mode, e.uid, e.gid, e.time_ns))
         return out
 
     def fstat_forget(self) -> None:

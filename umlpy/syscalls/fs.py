@@ -97,6 +97,8 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
                         cancel=lambda: _wake_fifo_openers(res.fifo))
     if not flags & os.O_PATH and res.path is not None:
         statcache.publish_open(c, res.path)
+        if lk.path is None and flags & os.O_CREAT and not tmpfile and not resolve:
+            statcache.publish_create_dir(c, dirfd, path, lk)
     return Fd(res.fd, cloexec)
 
 

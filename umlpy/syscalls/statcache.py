@@ -8,6 +8,13 @@ that path by the same task, until the kernel handles any call that may
 change names or attributes: the accelerator ends every published answer
 then, by itself.
 
+After the kernel creates a file in a tmpfs directory, it publishes that
+directory for the creating task and the path text that led there: the
+accelerator may make the next files there itself (csrc/fastcreate.c), until
+the kernel next handles a call that may change names or credentials. It
+logs the files it made, which the kernel adopts before its next event
+(adopt_creates).
+
 A tmpfs file's view may also let the accelerator answer fchmod, fchown and
 futimens of it (csrc/fastattr.c), unless a read-only mount ever reached its
 file system: it logs the mode and owner it gave, and the kernel adopts them
@@ -22,7 +29,7 @@ import struct
 from typing import Optional
 
 from umlpy.fs import tmpfs_inodes
-from umlpy.syscalls.call import Call
+from umlpy.syscalls.call import AT_FDCWD, Call
 from umlpy.vfs import ops
 from umlpy.vfs.inode import STAT_SETATTR, Attr, Inode
 from umlpy.vfs.mount import Path, names_changed
@@ -86,6 +93,50 @@ def publish_listing_ahead(c: Call, h, prefix: bytes, nofollow: bool) -> None:
             continue
         publish_path(c, prefix + os.fsencode(name), nofollow, inode,
                      ops.getattr_of(where.child(name, inode)))
+
+
+def publish_create_dir(c: Call, dirfd: int, path: str, lk) -> None:
+    """The kernel just created lk.name in lk.parent from `path` (open with
+    O_CREAT): the next creates there by the same path text may be made in C."""
+    tracer = c.kernel.tracer
+    if not tracer.publish_stats or not c.kernel.vfs.walker.last_stable:
+        return
+    parent = lk.parent
+    slot_of = getattr(parent.inode, "create_slot", None)     # tmpfs directories
+    cut = path.rfind("/") + 1
+    if slot_of is None or path[cut:] != lk.name:
+        return
+    slot = slot_of(CREATE_NAMES_MAX)
+    if slot is None:
+        return
+    next_ino, inodes_left, names = slot
+    key = os.fsencode(path[:cut])
+    if path[:1] != "/" and dirfd != AT_FDCWD:
+        key = dir_key(c.kernel.fds.stat(c.task, dirfd)) + key
+    creds = c.task.creds
+    gid = ops.new_file_gid(parent.inode.getattr(), creds)
+    tracer.create_publish(c.task.host_tid, key, creds.fsuid, gid, c.task.fs.umask,
+                          parent.mount.fs.dev, next_ino, inodes_left, names, parent)
+
+
+CREATE_NAMES_MAX = 2048     # a bigger directory's creates stay in Python (fastcreate.c's set)
+
+
+def adopt_creates(kernel) -> None:
+    """Give the files the accelerator created their names (and handles)."""
+    handles = kernel.vfs.handles
+    for parent, raw, ino, key, memfd, mode, uid, gid, time_ns in kernel.tracer.take_creates():
+        name = os.fsdecode(raw)
+        try:
+            if parent is None:
+                raise OSError(errno.ESTALE, "no published directory")
+            inode = parent.inode.adopt_created(name, ino, memfd, key, mode, uid, gid, time_ns)
+        except OSError as e:    # a bug: C made what the kernel would not have
+            os.close(memfd)
+            kernel.klog(f"oops: adopting the created file {name!r}: {e}")
+            continue
+        handles.register(key, parent.child(name, inode))
+    names_changed(structural=False)
 
 
 def adopt_attr_changes(kernel) -> None:

@@ -55,7 +55,7 @@ def _may_create(lk: Lookup, creds) -> Attr:
     return pa
 
 
-def _new_gid(pa: Attr, creds) -> int:
+def new_file_gid(pa: Attr, creds) -> int:
     """Files take the directory's group when it is setgid (BSD semantics)."""
     return pa.gid if pa.mode & st.S_ISGID else creds.fsgid
 
@@ -68,7 +68,7 @@ def mkdir(lk: Lookup, creds, mode: int) -> None:
     mode &= 0o7777
     if pa.mode & st.S_ISGID:
         mode |= st.S_ISGID              # a setgid directory passes the bit on to subdirectories
-    lk.parent.inode.mkdir(name, mode, creds.fsuid, _new_gid(pa, creds))
+    lk.parent.inode.mkdir(name, mode, creds.fsuid, new_file_gid(pa, creds))
 
 
 def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
@@ -80,7 +80,7 @@ def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
         raise err(errno.EPERM)
     name = _new_name(lk)
     perms = mode & 0o7777
-    gid = _new_gid(_may_create(lk, creds), creds)
+    gid = new_file_gid(_may_create(lk, creds), creds)
     if kind == st.S_IFREG:
         lk.parent.inode.create(name, perms, creds.fsuid, gid)
     else:
@@ -91,7 +91,7 @@ def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
 def symlink(lk: Lookup, creds, target: str) -> None:
     names_changed(structural=False)
     name = _new_name(lk)
-    lk.parent.inode.symlink(name, target, creds.fsuid, _new_gid(_may_create(lk, creds), creds))
+    lk.parent.inode.symlink(name, target, creds.fsuid, new_file_gid(_may_create(lk, creds), creds))
 
 
 def link(old: Lookup, new: Lookup, creds) -> None:
@@ -341,7 +341,7 @@ def open_(vfs, lk: Lookup, creds, flags: int, mode: int, devices) -> OpenResult:
         if lk.trailing_slash:
             raise err(errno.EISDIR)
         name = _new_name(lk)
-        gid = _new_gid(_may_create(lk, creds), creds)
+        gid = new_file_gid(_may_create(lk, creds), creds)
         names_changed(structural=False)
         inode = lk.parent.inode.create(name, mode & 0o7777, creds.fsuid, gid)
         path = lk.parent.child(name, inode)
