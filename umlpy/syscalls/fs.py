@@ -34,6 +34,8 @@ VALID_OPEN = 0o37777777 | O_TMPFILE
 
 def walk(c: Call, dirfd: int, path: str, follow: bool, resolve: int = 0) -> Lookup:
     """Resolve a guest path as the calling task sees it."""
+    if not path:
+        raise OSError(errno.ENOENT, "empty path")   # before the descriptor, as Linux
     t = c.task
     if path.startswith("/") and not resolve:
         start = t.fs.root
@@ -88,6 +90,8 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
     if lk.trailing_slash and flags & os.O_CREAT and lk.path is None:
         raise OSError(errno.EISDIR, "is a directory")
     if not lk.name and lk.path is not None and flags & os.O_CREAT and not tmpfile:
+        if flags & os.O_EXCL:       # "." or "..": O_EXCL is checked first, as Linux
+            raise OSError(errno.EEXIST, "file exists")
         raise OSError(errno.EISDIR, "is a directory")
     k = c.kernel
     res = ops.open_(k.vfs, lk, c.task.creds, flags & ~os.O_CLOEXEC, mode, k.open_device)

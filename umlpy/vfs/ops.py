@@ -60,6 +60,19 @@ def new_file_gid(pa: Attr, creds) -> int:
     return pa.gid if pa.mode & st.S_ISGID else creds.fsgid
 
 
+def _new_file_owner(lk: Lookup, creds, mode: int) -> tuple:
+    """(gid, mode) of a new non-directory after the permission check: in a
+    setgid directory of a group the creator is not in, a group-executable
+    file loses its setgid bit unless the creator has CAP_FSETID (as Linux)."""
+    pa = _may_create(lk, creds)
+    gid = new_file_gid(pa, creds)
+    sgid_exec = st.S_ISGID | st.S_IXGRP
+    if mode & sgid_exec == sgid_exec and pa.mode & st.S_ISGID and creds.fsuid != 0 \
+            and not perm.in_group(creds, gid):
+        mode &= ~st.S_ISGID
+    return gid, mode
+
+
 # ---- creating names ----
 def mkdir(lk: Lookup, creds, mode: int) -> None:
     names_changed(structural=False)
@@ -79,8 +92,7 @@ def mknod(lk: Lookup, creds, mode: int, rdev: int) -> None:
     if kind in (st.S_IFCHR, st.S_IFBLK) and creds.fsuid != 0:
         raise err(errno.EPERM)
     name = _new_name(lk)
-    perms = mode & 0o7777
-    gid = new_file_gid(_may_create(lk, creds), creds)
+    gid, perms = _new_file_owner(lk, creds, mode & 0o7777)
     if kind == st.S_IFREG:
         lk.parent.inode.create(name, perms, creds.fsuid, gid)
     else:
@@ -341,9 +353,9 @@ def open_(vfs, lk: Lookup, creds, flags: int, mode: int, devices) -> OpenResult:
         if lk.trailing_slash:
             raise err(errno.EISDIR)
         name = _new_name(lk)
-        gid = new_file_gid(_may_create(lk, creds), creds)
+        gid, mode = _new_file_owner(lk, creds, mode & 0o7777)
         names_changed(structural=False)
-        inode = lk.parent.inode.create(name, mode & 0o7777, creds.fsuid, gid)
+        inode = lk.parent.inode.create(name, mode, creds.fsuid, gid)
         path = lk.parent.child(name, inode)
         created = True
     elif flags & os.O_CREAT and flags & os.O_EXCL:
