@@ -176,6 +176,7 @@ void uml_free(struct uml_ctx *c) {
     free(c->attr_log);
     free(c->creates);
     free(c->create_log);
+    free(c->open_log);
     free(c);
 }
 

@@ -52,6 +52,7 @@ struct uml_stats {
     uint64_t fast_stats;    /* stat, lstat, fstat, newfstatat answered in C (fastnotif.c) */
     uint64_t fast_attrs;    /* fchmod, fchown, futimens answered in C (fastattr.c) */
     uint64_t fast_creates;  /* open(O_CREAT) of a new tmpfs file answered in C (fastcreate.c) */
+    uint64_t fast_opens;    /* open(O_RDONLY) of a published path answered in C (fastopen.c) */
 };
 
 struct uml_ctx;
@@ -149,9 +150,23 @@ const uint32_t *uml_create_log_count(struct uml_ctx *c);
 int uml_create_log_take(struct uml_ctx *c, struct uml_create *out, int max);
 /* stat of a path answered in C (statpath.c): task tid's stat of `name`
  * (absolute or from its cwd) is errno err, or view (read live from the
- * kernel's descriptor host_fd when it is not -1), while the views hold. */
+ * kernel's descriptor host_fd when it is not -1), while the views hold.
+ * Returns its slot or -errno. */
 int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, int nofollow,
                      int err, int host_fd, const struct uml_fstat *view);
+/* How task tid opens the path of published slot `slot` (what uml_path_publish
+ * returned) for reading (fastopen.c): openat2(dirfd, rel, resolve) when
+ * resolve is not 0, else openat(dirfd, rel), adding extra_flags; it must give
+ * host object (dev, ino). Each open made is noted for the kernel to adopt
+ * (which path the descriptor was opened by) before its next event. */
+int uml_path_open_recipe(struct uml_ctx *c, int slot, int dirfd, const char *rel, size_t rel_len,
+                         uint32_t resolve, uint32_t extra_flags, uint64_t dev, uint64_t ino);
+struct uml_open_note {
+    uint32_t slot, pad;
+    uint64_t host_dev, host_ino;
+};
+const uint32_t *uml_open_log_count(struct uml_ctx *c);
+int uml_open_log_take(struct uml_ctx *c, struct uml_open_note *out, int max);
 
 /* Resuming a ptrace-stopped tracee. */
 int uml_cont(int tid, int sig);

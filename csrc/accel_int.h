@@ -37,6 +37,8 @@ struct uml_ctx {
     uint32_t create_serial;
     struct uml_create *create_log;      /* fastcreate.c: files Python has not adopted */
     uint32_t create_count;
+    struct uml_open_note *open_log;     /* fastopen.c: opens Python has not adopted */
+    uint32_t open_count;
     int reap;               /* a SIGCHLD came since the last empty waitpid */
     struct uml_attr_change *attr_log;   /* fastattr.c: changes Python has not adopted */
     uint32_t attr_count;
@@ -89,6 +91,31 @@ UML_INTERNAL int uml_answer_stat(struct uml_ctx *c, const struct seccomp_notif *
 UML_INTERNAL void uml_dir_key(const struct stat *ds, char *key);
 UML_INTERNAL int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name,
                                size_t len, int nofollow, struct guest_stat *gs, int *err);
+/* statpath.c: one published path stat, and how to open it for reading
+ * (fastopen.c) when open_dirfd is not -1. */
+struct path_slot {
+    uint64_t gen;                   /* 0: never filled */
+    int32_t tid;
+    int32_t err;                    /* the answer is this errno (ENOENT) */
+    int32_t host_fd;                /* the kernel's descriptor to read live fields from, or -1 */
+    uint16_t len;
+    uint8_t nofollow;
+    struct uml_fstat view;
+    char name[UML_PATH_KEY_MAX];
+    int32_t open_dirfd;             /* -1: no recipe; else openat2/openat's dirfd */
+    uint32_t open_resolve;          /* openat2's resolve; 0: plain openat */
+    uint32_t open_flags;            /* flags the open adds */
+    uint64_t open_dev, open_ino;    /* the host object it must give */
+    uint16_t rel_len;
+    char rel[UML_PATH_KEY_MAX];
+};
+/* statpath.c: the key of (dirfd, name) for task tid into key; its length or -1. */
+UML_INTERNAL int uml_path_key(int tid, int dirfd, const char *name, size_t len, char *key);
+/* statpath.c: task tid's published slot of key, in this generation, or NULL. */
+UML_INTERNAL struct path_slot *uml_path_slot(struct uml_ctx *c, int tid, const char *key,
+                                             size_t len, int nofollow);
+/* fastopen.c: open(O_RDONLY) of a path whose stat was published; 1 when answered. */
+UML_INTERNAL int uml_answer_open(struct uml_ctx *c, const struct seccomp_notif *req);
 
 /* fastnotif.c: the view of the object behind (tid, fd) published in this
  * generation, with its host stat in *hs; NULL without one. */

@@ -23,7 +23,8 @@ struct uml_event {
     uint64_t ip; uint64_t sp; int regs_ok; int fix;
 };
 struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops;
-                   uint64_t fast_stats; uint64_t fast_attrs; uint64_t fast_creates; };
+                   uint64_t fast_stats; uint64_t fast_attrs; uint64_t fast_creates;
+                   uint64_t fast_opens; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);
@@ -65,6 +66,11 @@ struct uml_create {
 uint32_t uml_create_serial(struct uml_ctx *c, int slot);
 const uint32_t *uml_create_log_count(struct uml_ctx *c);
 int uml_create_log_take(struct uml_ctx *c, struct uml_create *out, int max);
+int uml_path_open_recipe(struct uml_ctx *c, int slot, int dirfd, const char *rel, size_t rel_len,
+                         uint32_t resolve, uint32_t extra_flags, uint64_t dev, uint64_t ino);
+struct uml_open_note { uint32_t slot, pad; uint64_t host_dev, host_ino; };
+const uint32_t *uml_open_log_count(struct uml_ctx *c);
+int uml_open_log_take(struct uml_ctx *c, struct uml_open_note *out, int max);
 const uint32_t *uml_attr_log_count(struct uml_ctx *c);
 int uml_attr_log_take(struct uml_ctx *c, struct uml_attr_change *out, int max);
 int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, int nofollow,

@@ -266,7 +266,11 @@ int uml_fast_answer(struct uml_ctx *c, const struct seccomp_notif *req) {
         return answer_stat(c, req);
     case SYS_fchmod: case SYS_fchown: case SYS_utimensat:
         return uml_answer_setattr(c, req);
-    case SYS_open: case SYS_openat: case SYS_creat:
+    case SYS_open: case SYS_openat:
+        if (!(req->data.args[req->data.nr == SYS_open ? 1 : 2] & O_CREAT))
+            return uml_answer_open(c, req);
+        return uml_answer_create(c, req);
+    case SYS_creat:
         return uml_answer_create(c, req);
     default:
         return answer_ids(c, req);

@@ -28,17 +28,6 @@
 
 #define PATH_SLOTS 4096             /* a cache: a colliding answer replaces the older one */
 
-struct path_slot {
-    uint64_t gen;                   /* 0: never filled */
-    int32_t tid;
-    int32_t err;                    /* the answer is this errno (ENOENT) */
-    int32_t host_fd;                /* the kernel's descriptor to read live fields from, or -1 */
-    uint16_t len;
-    uint8_t nofollow;
-    struct uml_fstat view;
-    char name[UML_PATH_KEY_MAX];
-};
-
 static uint32_t slot_of(int tid, const char *name, size_t len, int nofollow) {
     uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)(uint32_t)tid ^ ((uint64_t)nofollow << 40);
     for (size_t i = 0; i < len; i++) {
@@ -66,7 +55,25 @@ int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, i
     if (view)
         s->view = *view;
     memcpy(s->name, name, len);
+    s->open_dirfd = -1;             /* until uml_path_open_recipe says how */
     s->gen = uml_stat_generation(c);
+    return (int)(s - c->paths);
+}
+
+int uml_path_open_recipe(struct uml_ctx *c, int slot, int dirfd, const char *rel, size_t rel_len,
+                         uint32_t resolve, uint32_t extra_flags, uint64_t dev, uint64_t ino) {
+    if (!c->paths || slot < 0 || slot >= PATH_SLOTS || rel_len == 0
+            || rel_len >= UML_PATH_KEY_MAX || dirfd < AT_FDCWD)
+        return -EINVAL;
+    struct path_slot *s = &c->paths[slot];
+    s->open_resolve = resolve;
+    s->open_flags = extra_flags;
+    s->open_dev = dev;
+    s->open_ino = ino;
+    s->rel_len = (uint16_t)rel_len;
+    memcpy(s->rel, rel, rel_len);
+    s->rel[rel_len] = 0;
+    s->open_dirfd = dirfd;
     return 0;
 }
 
@@ -79,27 +86,45 @@ UML_INTERNAL void uml_dir_key(const struct stat *ds, char *key) {
     memcpy(key + 17, &ctime, 8);
 }
 
+UML_INTERNAL int uml_path_key(int tid, int dirfd, const char *name, size_t len, char *key) {
+    size_t at = 0;
+    if (name[0] != '/' && dirfd != AT_FDCWD) {
+        char proc[48];
+        struct stat ds;
+        if (dirfd < 0)
+            return -1;
+        snprintf(proc, sizeof proc, "/proc/%d/fd/%d", tid, dirfd);
+        if (stat(proc, &ds) != 0)
+            return -1;              /* EBADF: Python words it */
+        uml_dir_key(&ds, key);
+        at = UML_DIR_KEY_PREFIX;
+    }
+    if (at + len >= UML_PATH_KEY_MAX)
+        return -1;
+    memcpy(key + at, name, len);
+    return (int)(at + len);
+}
+
+UML_INTERNAL struct path_slot *uml_path_slot(struct uml_ctx *c, int tid, const char *key,
+                                             size_t len, int nofollow) {
+    if (c->paths == NULL)
+        return NULL;
+    struct path_slot *s = &c->paths[slot_of(tid, key, len, nofollow != 0)];
+    if (s->gen != uml_stat_generation(c) || s->tid != tid || s->len != len
+        || s->nofollow != (nofollow != 0) || memcmp(s->name, key, len) != 0)
+        return NULL;
+    return s;
+}
+
 int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name, size_t len,
                   int nofollow, struct guest_stat *gs, int *err) {
     char key[UML_PATH_KEY_MAX];
     if (c->paths == NULL)
         return 0;
-    if (name[0] != '/' && dirfd != AT_FDCWD) {
-        char proc[48];
-        struct stat ds;
-        if (len + UML_DIR_KEY_PREFIX >= UML_PATH_KEY_MAX || dirfd < 0)
-            return 0;
-        snprintf(proc, sizeof proc, "/proc/%d/fd/%d", tid, dirfd);
-        if (stat(proc, &ds) != 0)
-            return 0;               /* EBADF: Python words it */
-        uml_dir_key(&ds, key);
-        memcpy(key + UML_DIR_KEY_PREFIX, name, len);
-        name = key;
-        len += UML_DIR_KEY_PREFIX;
-    }
-    const struct path_slot *s = &c->paths[slot_of(tid, name, len, nofollow != 0)];
-    if (s->gen != uml_stat_generation(c) || s->tid != tid || s->len != len
-        || s->nofollow != (nofollow != 0) || memcmp(s->name, name, len) != 0)
+    int key_len = uml_path_key(tid, dirfd, name, len, key);
+    const struct path_slot *s = key_len < 0 ? NULL
+                                : uml_path_slot(c, tid, key, (size_t)key_len, nofollow);
+    if (s == NULL)
         return 0;
     if (s->err) {
         *err = s->err;

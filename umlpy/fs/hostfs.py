@@ -26,7 +26,7 @@ from umlpy.fs import hostcalls
 from umlpy.fs.hostcalls import openat2
 from umlpy.fs.hostfs_meta import MetaLog, is_private_name
 from umlpy.vfs.inode import (RENAME_EXCHANGE, STAT_CHECK_CTIME, STAT_LIVE_DATA, Attr, FileSystem,
-                             Inode, StatFs, StatView, dtype_of)
+                             Inode, OpenRecipe, StatFs, StatView, dtype_of)
 
 META = "user.umlpy.stat"
 GUEST_XATTR_PREFIX = "user.umlpy.x."     # where a guest's trusted.*/security.* go
@@ -468,6 +468,12 @@ class HostInode(Inode):
 
     def host_key(self) -> Optional[Tuple[int, int]]:
         return (self.hdev, self.ino)
+
+    def open_recipe(self) -> Optional[OpenRecipe]:
+        # as open() does it, for a file the guest may open natively
+        if self.sealed or not st.S_ISREG(self._mode):
+            return None
+        return self.fs.root_fd, self.rel, hostcalls.RESOLVE_CONFINED, os.O_NOFOLLOW
 
     def stat_view(self) -> Optional[StatView]:
         # cached, the attributes are given as they were first read, for ever;

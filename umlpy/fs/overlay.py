@@ -34,7 +34,8 @@ from typing import Dict, Iterable, List, Optional, Tuple, Union
 from umlpy.fs import overlay_copyup as cu
 from umlpy.fs.overlay_index import OvlNumbering
 from umlpy.vfs.inode import (DT_CHR, DT_DIR, DT_UNKNOWN, RENAME_EXCHANGE, RENAME_NOREPLACE,
-                             Attr, FileSystem, Inode, StatFs, StatView, check_name, check_rename)
+                             Attr, FileSystem, Inode, OpenRecipe, StatFs, StatView, check_name,
+                             check_rename)
 
 OVERLAYFS_SUPER_MAGIC = 0x794C7630
 
@@ -197,6 +198,9 @@ class OvlInode(Inode):
 
     def stat_view(self) -> Optional[StatView]:
         return self.real().stat_view()
+
+    def open_recipe(self) -> Optional[OpenRecipe]:
+        return self.real().open_recipe()    # reading opens the real file, as open() does
 
     def readlink(self) -> str:
         return self.real().readlink()

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from umlpy.fs import tmpfs_backing
 from umlpy.fs.xattrs import XattrStore
-from umlpy.vfs.inode import (STAT_LIVE_DATA, STAT_SETATTR, STAT_TMPFS_CTIME, Attr, Inode, StatView,
-                             now_ns)
+from umlpy.vfs.inode import (STAT_LIVE_DATA, STAT_SETATTR, STAT_TMPFS_CTIME, Attr, Inode, OpenRecipe,
+                             StatView, now_ns)
 
 if TYPE_CHECKING:
     from umlpy.fs.tmpfs import TmpFs
 
 PAGE_SIZE = 4096
+AT_FDCWD = -100
 # flags a reopen of the memfd keeps: access mode and status flags
 _OPEN_KEEP = (os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_SYNC
               | os.O_DSYNC | os.O_NOATIME | os.O_LARGEFILE)
@@ -241,6 +242,12 @@ class TmpFile(TmpInode):
     def host_key(self) -> Optional[Tuple[int, int]]:
         self.memfd()
         return self._key
+
+    def open_recipe(self) -> Optional[OpenRecipe]:
+        # open() reopens the memfd (an empty file may have none yet: the kernel makes it)
+        if self._fd < 0:
+            return None
+        return AT_FDCWD, f"/proc/self/fd/{self._fd}", 0, 0
 
     def stat_view(self) -> Optional[StatView]:
         # size and times live in the memfd; a native write moves its ctime

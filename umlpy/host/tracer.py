@@ -101,6 +101,9 @@ class Tracer:
         self._create_count = lib.uml_create_log_count(ctx)
         self._create_buf = ffi.new("struct uml_create[]", _ATTR_BATCH)
         self._create_dirs: dict = {}    # slot -> (serial, what the kernel published it for)
+        self._open_count = lib.uml_open_log_count(ctx)
+        self._open_buf = ffi.new("struct uml_open_note[]", _ATTR_BATCH)
+        self._open_paths: dict = {}     # path slot -> the place its opens are by
         self._reply_lock = threading.Lock()     # replies share one buffer; workers reply too
         # host tid -> fn(tid, how, sig, value): a task whose resumption the kernel's
         # guest ptrace decides (a guest tracee, or a guest tracer parked in wait).
@@ -153,7 +156,7 @@ class Tracer:
         lib.uml_get_stats(self._ctx, s)
         return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops,
                 "c_stops": s.c_stops, "fast_stats": s.fast_stats, "fast_attrs": s.fast_attrs,
-                "fast_creates": s.fast_creates}
+                "fast_creates": s.fast_creates, "fast_opens": s.fast_opens}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
@@ -255,12 +258,13 @@ class Tracer:
             lib.uml_fstat_publish(self._ctx, view)
 
     def path_publish(self, tid: int, name: bytes, nofollow: bool, err: int, host_fd: int = -1,
-                     flags: int = 0, host_ctime_ns: int = 0, a=None) -> None:
+                     flags: int = 0, host_ctime_ns: int = 0, a=None) -> int:
         """What host task tid's stat of path `name` gives: errno err, or Attr
         `a` read as for fstat_publish (live fields from the kernel's own
-        descriptor host_fd), for as long as a published fstat would hold."""
+        descriptor host_fd), for as long as a published fstat would hold.
+        Returns the slot it went to, or -1 when it was not published."""
         if not self.publish_stats:
-            return
+            return -1
         view = ffi.NULL
         if a is not None:
             key = (0, 0)
@@ -269,9 +273,34 @@ class Tracer:
                 key = (s.st_dev, s.st_ino)
             view = self._view(key, flags, host_ctime_ns, a)
             if view is None:
-                return
-        lib.uml_path_publish(self._ctx, tid, name, len(name), 1 if nofollow else 0, err, host_fd,
-                             view)
+                return -1
+        return lib.uml_path_publish(self._ctx, tid, name, len(name), 1 if nofollow else 0, err,
+                                    host_fd, view)
+
+    def path_open_publish(self, slot: int, recipe: tuple, key: tuple, path) -> None:
+        """The path stat in published slot `slot` (what path_publish returned)
+        may be opened for reading in C (csrc/fastopen.c): as `recipe`
+        (Inode.open_recipe) gives, which must open host object `key`. The
+        opens made are noted with `path`, the place they were opened by."""
+        dirfd, rel, resolve, extra = recipe
+        raw = os.fsencode(rel)
+        if lib.uml_path_open_recipe(self._ctx, slot, dirfd, raw, len(raw), resolve, extra,
+                                    key[0], key[1]) == 0:
+            self._open_paths[slot] = path
+
+    def opens_waiting(self) -> bool:
+        """Opens made in C wait for the kernel to adopt them."""
+        return self._open_count[0] != 0
+
+    def take_opens(self) -> list:
+        """[(path, host key)] of the opens C made, in order: `path` as
+        path_open_publish was given it for the slot they came from."""
+        out = []
+        while self._open_count[0]:
+            n = lib.uml_open_log_take(self._ctx, self._open_buf, _ATTR_BATCH)
+            for e in self._open_buf[0:n]:
+                out.append((self._open_paths.get(e.slot), (e.host_dev, e.host_ino)))
+        return out
 
     def attr_changes_waiting(self) -> bool:
         """fchmod or fchown answered in C wait for the kernel to adopt them."""

@@ -103,6 +103,8 @@ class Kernel:
             ev = self.tracer.next_event()
             if self.tracer.creates_waiting():          # (before the changes made to them)
                 statcache.adopt_creates(self)
+            if self.tracer.opens_waiting():
+                statcache.adopt_opens(self)
             if self.tracer.attr_changes_waiting():
                 statcache.adopt_attr_changes(self)
             if ev.kind == host.EV_NONE:

@@ -30,7 +30,7 @@ from typing import Optional
 
 from umlpy.fs import tmpfs_inodes
 from umlpy.syscalls.call import AT_FDCWD, Call
-from umlpy.vfs import ops
+from umlpy.vfs import ops, perm
 from umlpy.vfs.inode import STAT_SETATTR, Attr, Inode
 from umlpy.vfs.mount import Path, names_changed
 
@@ -91,8 +91,9 @@ def publish_listing_ahead(c: Call, h, prefix: bytes, nofollow: bool) -> None:
         if (not nofollow and st.S_ISLNK(inode.mode)) or \
                 mounted_on.get((where.mount.id, inode.key)):
             continue
-        publish_path(c, prefix + os.fsencode(name), nofollow, inode,
-                     ops.getattr_of(where.child(name, inode)))
+        child = where.child(name, inode)
+        publish_path(c, prefix + os.fsencode(name), nofollow, inode, ops.getattr_of(child),
+                     child)
 
 
 def publish_create_dir(c: Call, dirfd: int, path: str, lk) -> None:
@@ -158,11 +159,12 @@ STAT_AHEAD = 64         # entries of a listing published at a time
 
 
 def publish_path(c: Call, name: bytes, nofollow: bool, inode: Optional[Inode],
-                 a: Optional[Attr]) -> None:
+                 a: Optional[Attr], path: Optional[Path] = None) -> None:
     """The calling task's stat of path `name` (absolute or from its cwd, or
     dir_key() + a path from a directory descriptor; walked through file
     systems whose names only the kernel changes) gives `a`, or ENOENT when
-    inode is None."""
+    inode is None. A regular file at `path` that the task may read may then
+    be opened for reading in C too (csrc/fastopen.c)."""
     tracer = c.kernel.tracer
     if inode is None:
         tracer.path_publish(c.task.host_tid, name, nofollow, errno.ENOENT)
@@ -173,5 +175,24 @@ def publish_path(c: Call, name: bytes, nofollow: bool, inode: Optional[Inode],
     flags, host_ctime, host_fd = view
     if flags and host_fd < 0:
         return              # live fields with nothing to read them from
-    tracer.path_publish(c.task.host_tid, name, nofollow, 0, host_fd, flags,
-                        a.ctime_ns if host_ctime is None else host_ctime, a)
+    slot = tracer.path_publish(c.task.host_tid, name, nofollow, 0, host_fd, flags,
+                               a.ctime_ns if host_ctime is None else host_ctime, a)
+    if slot < 0 or path is None or not st.S_ISREG(a.mode):
+        return
+    recipe = inode.open_recipe()
+    key = inode.host_key()
+    if recipe is None or key is None:
+        return
+    try:
+        perm.permission(a, c.task.creds, perm.MAY_READ)
+    except OSError:
+        return
+    tracer.path_open_publish(slot, recipe, key, path)
+
+
+def adopt_opens(kernel) -> None:
+    """Note where the descriptors the accelerator opened were opened by."""
+    handles = kernel.vfs.handles
+    for path, key in kernel.tracer.take_opens():
+        if path is not None:
+            handles.register(key, path)

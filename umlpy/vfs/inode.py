@@ -55,6 +55,7 @@ STAT_LIVE_DATA = 2      # size, blocks, atime and mtime are the host object's
 STAT_TMPFS_CTIME = 4    # the host's ctime once it moved past the one given
 STAT_SETATTR = 8        # fchmod, fchown and futimens may be answered too (tmpfs files)
 StatView = Tuple[int, Optional[int], int]      # Inode.stat_view
+OpenRecipe = Tuple[int, str, int, int]         # Inode.open_recipe
 
 
 @dataclass
@@ -233,6 +234,13 @@ class Inode:
         (csrc/fastnotif.c): (STAT_* flags; the host ctime they hold for, None
         for the attributes' own; the kernel's descriptor of the host object
         to read live fields from by path, or -1), or None: only the kernel."""
+        return None
+
+    def open_recipe(self) -> Optional[OpenRecipe]:
+        """How the accelerator may open this regular file for reading itself
+        (csrc/fastopen.c): (dirfd, path, openat2's resolve or 0 for openat,
+        flags to add), giving the object host_key() names; None: only the
+        kernel opens it."""
         return None
 
     # ---- extended attributes ----
