@@ -120,7 +120,12 @@ UML_INTERNAL int uml_answer_open(struct uml_ctx *c, const struct seccomp_notif *
 /* fastnotif.c: the view of the object behind (tid, fd) published in this
  * generation, with its host stat in *hs; NULL without one. */
 UML_INTERNAL struct uml_fstat *uml_fd_view(struct uml_ctx *c, int tid, int fd, struct stat *hs);
-/* accel.c: send a reply (safe from any thread: its buffer is its own). */
+/* replies.c: a log of `max` entries of `entry` bytes at *log (made on first
+ * use) that has room for one more; 0 when not. */
+UML_INTERNAL int uml_log_room(void **log, uint32_t count, size_t entry, uint32_t max);
+/* replies.c: move up to max of the *count entries of log to out, in order. */
+UML_INTERNAL int uml_log_take(void *log, uint32_t *count, size_t entry, void *out, int max);
+/* replies.c: send a reply (safe from any thread: its buffer is its own). */
 #define UML_RESP_MAX 64         /* the biggest struct seccomp_notif_resp we send */
 UML_INTERNAL int uml_send(struct uml_ctx *c, uint64_t id, int64_t val, int32_t error,
                           uint32_t flags);

@@ -41,12 +41,7 @@ static int is_owner(const struct slot *s, const struct uml_fstat *v) {
 }
 
 static int log_has_room(struct uml_ctx *c) {
-    if (!c->attr_log) {
-        c->attr_log = calloc(ATTR_LOG_MAX, sizeof *c->attr_log);
-        if (!c->attr_log)
-            return 0;
-    }
-    return c->attr_count < ATTR_LOG_MAX;
+    return uml_log_room((void **)&c->attr_log, c->attr_count, sizeof *c->attr_log, ATTR_LOG_MAX);
 }
 
 /* v (the view behind hs) takes mode, uid and gid, with ctime now: log it for
@@ -160,13 +155,5 @@ const uint32_t *uml_attr_log_count(struct uml_ctx *c) {
 }
 
 int uml_attr_log_take(struct uml_ctx *c, struct uml_attr_change *out, int max) {
-    int n = (int)c->attr_count;
-    if (n > max)
-        n = max;
-    if (n <= 0)
-        return 0;
-    memcpy(out, c->attr_log, (size_t)n * sizeof *out);
-    memmove(c->attr_log, c->attr_log + n, (c->attr_count - (uint32_t)n) * sizeof *out);
-    c->attr_count -= (uint32_t)n;
-    return n;
+    return uml_log_take(c->attr_log, &c->attr_count, sizeof *out, out, max);
 }

@@ -136,32 +136,9 @@ uint32_t uml_create_serial(struct uml_ctx *c, int slot) {
 }
 
 static int log_has_room(struct uml_ctx *c) {
-    if (!c->create_log) {
-        c->create_log = calloc(CREATE_LOG_MAX, sizeof *c->create_log);
-        if (!c->create_log)
-            return 0;
-    }
-    return c->create_count < CREATE_LOG_MAX;
+    return uml_log_room((void **)&c->create_log, c->create_count, sizeof *c->create_log, CREATE_LOG_MAX);
 }
 
-/* The key of the directory part of `path` (everything up to its last '/')
- * for task tid, as Python published it; its length, or -1. */
-static int dir_key(int tid, int dirfd, const char *path, size_t dir_len, char *key) {
-    size_t at = 0;
-    if (path[0] != '/' && dirfd != AT_FDCWD) {
-        char proc[48];
-        struct stat ds;
-        if (dirfd < 0 || dir_len + UML_DIR_KEY_PREFIX >= UML_PATH_KEY_MAX)
-            return -1;
-        snprintf(proc, sizeof proc, "/proc/%d/fd/%d", tid, dirfd);
-        if (stat(proc, &ds) != 0)
-            return -1;
-        uml_dir_key(&ds, key);
-        at = UML_DIR_KEY_PREFIX;
-    }
-    memcpy(key + at, path, dir_len);
-    return (int)(at + dir_len);
-}
 
 /* Make the file: 1 when the guest has its descriptor, -1 when the guest is
  * gone (or a signal interrupted the call: it comes again), 0 when Python
@@ -265,7 +242,7 @@ UML_INTERNAL int uml_answer_create(struct uml_ctx *c, const struct seccomp_notif
     size_t name_len = (size_t)len - dir_len;
     if (name_len == 0 || name_len > NAME_MAX_BYTES)
         return 0;                   /* a trailing slash, ENAMETOOLONG */
-    int key_len = dir_key(tid, dirfd, text, dir_len, key);
+    int key_len = uml_path_key(tid, dirfd, text, dir_len, key);   /* the directory part's */
     if (key_len != d->key_len || memcmp(key, d->key, (size_t)key_len) != 0)
         return 0;
     uint64_t h = name_hash(name, name_len);
@@ -284,13 +261,5 @@ const uint32_t *uml_create_log_count(struct uml_ctx *c) {
 }
 
 int uml_create_log_take(struct uml_ctx *c, struct uml_create *out, int max) {
-    int n = (int)c->create_count;
-    if (n > max)
-        n = max;
-    if (n <= 0)
-        return 0;
-    memcpy(out, c->create_log, (size_t)n * sizeof *out);
-    memmove(c->create_log, c->create_log + n, (c->create_count - (uint32_t)n) * sizeof *out);
-    c->create_count -= (uint32_t)n;
-    return n;
+    return uml_log_take(c->create_log, &c->create_count, sizeof *out, out, max);
 }

@@ -33,12 +33,7 @@
 #define OPEN_FLAGS (O_NOCTTY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | GUEST_O_LARGEFILE)
 
 static int log_has_room(struct uml_ctx *c) {
-    if (!c->open_log) {
-        c->open_log = calloc(OPEN_LOG_MAX, sizeof *c->open_log);
-        if (!c->open_log)
-            return 0;
-    }
-    return c->open_count < OPEN_LOG_MAX;
+    return uml_log_room((void **)&c->open_log, c->open_count, sizeof *c->open_log, OPEN_LOG_MAX);
 }
 
 /* The slot that decides an open of key: the name itself when it is a
@@ -139,13 +134,5 @@ const uint32_t *uml_open_log_count(struct uml_ctx *c) {
 }
 
 int uml_open_log_take(struct uml_ctx *c, struct uml_open_note *out, int max) {
-    int n = (int)c->open_count;
-    if (n > max)
-        n = max;
-    if (n <= 0)
-        return 0;
-    memcpy(out, c->open_log, (size_t)n * sizeof *out);
-    memmove(c->open_log, c->open_log + n, (c->open_count - (uint32_t)n) * sizeof *out);
-    c->open_count -= (uint32_t)n;
-    return n;
+    return uml_log_take(c->open_log, &c->open_count, sizeof *out, out, max);
 }
