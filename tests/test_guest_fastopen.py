@@ -7,6 +7,7 @@ the overlay's read-only host layer opened below its root. One Python script
 it got (fstat against stat, the data, F_GETFL, /proc/self/fd): files of the
 guest's tmpfs and of a host directory seen through the default root, a
 symbolic link followed and with O_NOFOLLOW (ELOOP), a missing name (ENOENT),
+a file opened again and again with no stat between (the open publishes too),
 names from a directory descriptor, a root-only file a uid-1000 child stats
 and may not open (EACCES, then allowed after a chmod), a file replaced by a
 rename and one unlinked after its stat. The output must equal the host's
@@ -97,6 +98,25 @@ for root in (scratch, lower):
     in_child(lambda: (os.setgid(1000), os.setuid(1000),
                       stat_then_open(f"{tag} uid 1000 secret", f"{root}/secret"),
                       stat_then_open(f"{tag} uid 1000 f4", f"{root}/f4")))
+
+def open_only(path):
+    """open, fstat, read, close: no stat by path (the open itself publishes)"""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    try:
+        a = os.fstat(fd)
+        return f"ok mode={a.st_mode:o} size={a.st_size} data={os.read(fd, 16)!r}"
+    finally:
+        os.close(fd)
+
+
+for root in (scratch, lower):
+    for i in range(3):
+        print(f"{ROOTS[root]} f10 open only #{i}", open_only(f"{root}/f10"))
+    for i in range(2):
+        print(f"{ROOTS[root]} link open only #{i}", open_only(f"{root}/link"))
 
 secret = f"{scratch}/secret"
 os.chmod(secret, 0o644)

@@ -103,6 +103,8 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
         statcache.publish_open(c, res.path)
         if lk.path is None and flags & os.O_CREAT and not tmpfile and not resolve:
             statcache.publish_create_dir(c, dirfd, path, lk)
+        elif flags & (os.O_ACCMODE | os.O_CREAT | os.O_TRUNC) == os.O_RDONLY and not resolve:
+            statcache.publish_opened_path(c, dirfd, path, bool(flags & os.O_NOFOLLOW), res.path)
     return Fd(res.fd, cloexec)
 
 

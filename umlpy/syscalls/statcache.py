@@ -190,6 +190,18 @@ def publish_path(c: Call, name: bytes, nofollow: bool, inode: Optional[Inode],
     tracer.path_open_publish(slot, recipe, key, path)
 
 
+def publish_opened_path(c: Call, dirfd: int, path: str, nofollow: bool, p: Path) -> None:
+    """The kernel opened `path` for reading: the next open of it by this
+    task (a program reopening a file, open+close in a loop) or stat of it
+    may be answered in C."""
+    if not c.kernel.tracer.publish_stats or not c.kernel.vfs.walker.last_stable:
+        return
+    key = os.fsencode(path)
+    if path[:1] != "/" and dirfd != AT_FDCWD:
+        key = dir_key(c.kernel.fds.stat(c.task, dirfd)) + key
+    publish_path(c, key, nofollow, p.inode, ops.getattr_of(p), p)
+
+
 def adopt_opens(kernel) -> None:
     """Note where the descriptors the accelerator opened were opened by."""
     handles = kernel.vfs.handles
