@@ -135,6 +135,8 @@ UML_INTERNAL void uml_answer(struct uml_ctx *c, const struct seccomp_notif *req,
 /* fastattr.c: fchmod, fchown, futimens of a tmpfs file; 1 when answered. */
 UML_INTERNAL int uml_answer_setattr(struct uml_ctx *c, const struct seccomp_notif *req);
 
+/* O_LARGEFILE as a guest may pass it (the host's headers make it 0) */
+#define UML_GUEST_O_LARGEFILE 0100000
 /* fastcreate.c: open(O_CREAT) of a new name in a published tmpfs
  * directory; 1 when answered. */
 UML_INTERNAL int uml_answer_create(struct uml_ctx *c, const struct seccomp_notif *req);

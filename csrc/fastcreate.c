@@ -38,11 +38,10 @@
 #define NAME_SET_FULL (NAME_SET * 3 / 4)
 #define CREATE_LOG_MAX 256          /* full: the next create goes to Python */
 #define NAME_MAX_BYTES 255
-#define GUEST_O_LARGEFILE 0100000   /* what a 32-bit-minded guest may pass */
 /* flags a create here takes; any other (O_DIRECTORY, O_TMPFILE, O_PATH,
  * O_SYNC, O_DIRECT, O_NOATIME, ...) goes to Python */
 #define CREATE_FLAGS (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_NONBLOCK \
-                      | O_CLOEXEC | O_APPEND | O_NOFOLLOW | GUEST_O_LARGEFILE)
+                      | O_CLOEXEC | O_APPEND | O_NOFOLLOW | UML_GUEST_O_LARGEFILE)
 /* what the guest's open description keeps (as tmpfs_inodes._OPEN_KEEP) */
 #define DESCRIPTION_FLAGS (O_ACCMODE | O_APPEND | O_NONBLOCK)
 

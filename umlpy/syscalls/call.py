@@ -57,7 +57,7 @@ def s64(v: int) -> int:
 
 class Call:
     __slots__ = ("kernel", "task", "nr", "args", "notif_id", "mem", "regs",
-                 "exit_handler", "orig_args", "traced", "sp")
+                 "exit_handler", "orig_args", "traced", "sp", "dir_stat")
 
     def __init__(self, kernel, task, nr: int, args: tuple, mem, notif_id: int = 0,
                  traced: bool = False) -> None:
@@ -72,6 +72,7 @@ class Call:
         self.exit_handler: Optional[Callable] = None
         self.orig_args: Optional[list] = None
         self.sp = 0                     # stack pointer at a ptrace stop
+        self.dir_stat = None            # host stat of the dirfd a walk started from (statcache)
 
     # ---- arguments ----
     def int(self, i: int) -> int:

@@ -42,7 +42,8 @@ def walk(c: Call, dirfd: int, path: str, follow: bool, resolve: int = 0) -> Look
     elif dirfd == AT_FDCWD:
         start = t.fs.cwd
     else:
-        start = c.kernel.fds.dir_path(t, dirfd)
+        c.dir_stat, h = c.kernel.fds.dir_handle(t, dirfd)
+        start = h.path
     return c.kernel.vfs.walker.walk(path, start, t.fs.root, t.creds, follow, resolve)
 
 

@@ -111,9 +111,7 @@ def publish_create_dir(c: Call, dirfd: int, path: str, lk) -> None:
     if slot is None:
         return
     next_ino, inodes_left, names = slot
-    key = os.fsencode(path[:cut])
-    if path[:1] != "/" and dirfd != AT_FDCWD:
-        key = dir_key(c.kernel.fds.stat(c.task, dirfd)) + key
+    key = _walk_key(c, dirfd, path[:cut])
     creds = c.task.creds
     gid = ops.new_file_gid(parent.inode.getattr(), creds)
     tracer.create_publish(c.task.host_tid, key, creds.fsuid, gid, c.task.fs.umask,
@@ -155,6 +153,16 @@ def dir_key(s: os.stat_result) -> bytes:
 
 
 _DIR_KEY = struct.Struct("<QQq")
+
+
+def _walk_key(c: Call, dirfd: int, text: str) -> bytes:
+    """The key of path text `text` (all or the start of what the call walked
+    from dirfd), with the dirfd's stat the walk already took."""
+    key = os.fsencode(text)
+    if text[:1] != "/" and dirfd != AT_FDCWD:
+        s = c.dir_stat if c.dir_stat is not None else c.kernel.fds.stat(c.task, dirfd)
+        key = dir_key(s) + key
+    return key
 STAT_AHEAD = 64         # entries of a listing published at a time
 
 
@@ -196,10 +204,7 @@ def publish_opened_path(c: Call, dirfd: int, path: str, nofollow: bool, p: Path)
     may be answered in C."""
     if not c.kernel.tracer.publish_stats or not c.kernel.vfs.walker.last_stable:
         return
-    key = os.fsencode(path)
-    if path[:1] != "/" and dirfd != AT_FDCWD:
-        key = dir_key(c.kernel.fds.stat(c.task, dirfd)) + key
-    publish_path(c, key, nofollow, p.inode, ops.getattr_of(p), p)
+    publish_path(c, _walk_key(c, dirfd, path), nofollow, p.inode, ops.getattr_of(p), p)
 
 
 def adopt_opens(kernel) -> None:
