@@ -174,7 +174,7 @@ void uml_free(struct uml_ctx *c) {
     free(c->fstats);
     free(c->paths);
     free(c->attr_log);
-    free(c->creates);
+    uml_creates_free(c);
     free(c->create_log);
     free(c->open_log);
     free(c);
@@ -404,8 +404,15 @@ static int take_notif(struct uml_ctx *c, struct uml_event *ev) {
     if (ioctl(c->lfd, SECCOMP_IOCTL_NOTIF_RECV, c->req) != 0)
         return 0;   /* ENOENT: the waiting task was killed; EINTR: retry later */
     c->stats.notifs++;
-    if (c->fast && uml_fast_answer(c, c->req))
-        return 0;
+    if (c->fast && uml_fast_answer(c, c->req)) {
+        if (!uml_logs_filling(c))
+            return 0;
+        /* Python adopts them now, rather than the next call that finds a
+         * log full going to Python (which would void what is published) */
+        memset(ev, 0, sizeof *ev);
+        ev->kind = UML_EV_ADOPT;
+        return 1;
+    }
     uml_fstat_note_python(c, c->req);
     memset(ev, 0, sizeof *ev);
     ev->kind = UML_EV_NOTIF;

@@ -26,6 +26,7 @@ enum uml_event_kind {
     UML_EV_EXITED = 11,
     UML_EV_KILLED = 12,
     UML_EV_INTR = 13,       /* the wait was interrupted by a signal to umlpy */
+    UML_EV_ADOPT = 14,      /* nothing happened, but C's logs are filling: adopt them */
 };
 
 struct uml_event {
@@ -53,6 +54,7 @@ struct uml_stats {
     uint64_t fast_attrs;    /* fchmod, fchown, futimens answered in C (fastattr.c) */
     uint64_t fast_creates;  /* open(O_CREAT) of a new tmpfs file answered in C (fastcreate.c) */
     uint64_t fast_opens;    /* open(O_RDONLY) of a published path answered in C (fastopen.c) */
+    uint64_t fast_unlinks;  /* unlink of a tmpfs name answered in C (fastcreate.c) */
 };
 
 struct uml_ctx;
@@ -129,19 +131,23 @@ int uml_attr_log_take(struct uml_ctx *c, struct uml_attr_change *out, int max);
  * may create files in the directory its path text `key` (statpath.c's key
  * of the path up to its last '/') names, owned by uid and gid, with the
  * umask, the guest st_dev, the next inode number and the inodes left; names
- * holds the directory's name_count names, each ended by a NUL. Returns the
- * directory's slot or -errno. The files made are logged for the kernel to
+ * holds the directory's name_count names, each ended by a NUL, and
+ * removable[i] is 1 when the task may unlink the i-th (C may then unlink it;
+ * files it makes it may too). Returns the directory's slot or -errno. The
+ * files made and the names removed are logged, in order, for the kernel to
  * adopt before it handles its next event, as the attribute changes are. */
 int uml_create_publish(struct uml_ctx *c, int tid, const char *key, size_t key_len,
                        uint32_t uid, uint32_t gid, uint32_t umask, uint64_t dev,
                        uint64_t next_ino, uint64_t inodes_left,
-                       const char *names, size_t names_len, uint32_t name_count);
+                       const char *names, size_t names_len, uint32_t name_count,
+                       const uint8_t *removable);
 struct uml_create {
     uint32_t slot, serial;      /* the published directory it was made in */
     uint64_t ino;
     uint64_t host_dev, host_ino;
     int64_t host_fd;            /* the memfd, now the kernel's */
     uint32_t mode, uid, gid, name_len;
+    uint32_t removed, pad;      /* 1: the name was unlinked (only name and time_ns hold) */
     int64_t time_ns;            /* its atime, mtime, ctime and birth, and the memfd's ctime */
     char name[256];
 };

@@ -125,6 +125,12 @@ UML_INTERNAL struct uml_fstat *uml_fd_view(struct uml_ctx *c, int tid, int fd, s
 UML_INTERNAL int uml_log_room(void **log, uint32_t count, size_t entry, uint32_t max);
 /* replies.c: move up to max of the *count entries of log to out, in order. */
 UML_INTERNAL int uml_log_take(void *log, uint32_t *count, size_t entry, void *out, int max);
+/* The logs of fastattr.c, fastcreate.c and fastopen.c hold UML_LOG_MAX
+ * entries; at UML_LOG_DRAIN, uml_next hands Python an adopt event. */
+#define UML_LOG_MAX 256
+#define UML_LOG_DRAIN (UML_LOG_MAX * 3 / 4)
+/* replies.c: a log has reached UML_LOG_DRAIN. */
+UML_INTERNAL int uml_logs_filling(struct uml_ctx *c);
 /* replies.c: send a reply (safe from any thread: its buffer is its own). */
 #define UML_RESP_MAX 64         /* the biggest struct seccomp_notif_resp we send */
 UML_INTERNAL int uml_send(struct uml_ctx *c, uint64_t id, int64_t val, int32_t error,
@@ -140,6 +146,10 @@ UML_INTERNAL int uml_answer_setattr(struct uml_ctx *c, const struct seccomp_noti
 /* fastcreate.c: open(O_CREAT) of a new name in a published tmpfs
  * directory; 1 when answered. */
 UML_INTERNAL int uml_answer_create(struct uml_ctx *c, const struct seccomp_notif *req);
+/* fastcreate.c: unlink of a name a published directory lets the task remove. */
+UML_INTERNAL int uml_answer_unlink(struct uml_ctx *c, const struct seccomp_notif *req);
+/* fastcreate.c: free the published directories. */
+UML_INTERNAL void uml_creates_free(struct uml_ctx *c);
 /* fastnotif.c: void every published view and path stat, but not the
  * published directories of fastcreate.c (a change C made to a file). */
 UML_INTERNAL void uml_views_void(struct uml_ctx *c);

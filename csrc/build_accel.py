@@ -10,7 +10,7 @@ CDEF = """
 enum uml_event_kind {
     UML_EV_NONE, UML_EV_NOTIF, UML_EV_SECCOMP, UML_EV_SYSEXIT, UML_EV_FORK, UML_EV_VFORK,
     UML_EV_CLONE, UML_EV_EXEC, UML_EV_SIGNAL, UML_EV_GROUPSTOP, UML_EV_TRAPSTOP,
-    UML_EV_EXITED, UML_EV_KILLED, UML_EV_INTR, ...
+    UML_EV_EXITED, UML_EV_KILLED, UML_EV_INTR, UML_EV_ADOPT, ...
 };
 struct user_regs_struct {
     unsigned long long r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8;
@@ -24,7 +24,7 @@ struct uml_event {
 };
 struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops;
                    uint64_t fast_stats; uint64_t fast_attrs; uint64_t fast_creates;
-                   uint64_t fast_opens; };
+                   uint64_t fast_opens; uint64_t fast_unlinks; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);
@@ -58,10 +58,11 @@ struct uml_attr_change {
 int uml_create_publish(struct uml_ctx *c, int tid, const char *key, size_t key_len,
                        uint32_t uid, uint32_t gid, uint32_t umask, uint64_t dev,
                        uint64_t next_ino, uint64_t inodes_left,
-                       const char *names, size_t names_len, uint32_t name_count);
+                       const char *names, size_t names_len, uint32_t name_count,
+                       const uint8_t *removable);
 struct uml_create {
     uint32_t slot, serial; uint64_t ino; uint64_t host_dev, host_ino; int64_t host_fd;
-    uint32_t mode, uid, gid, name_len; int64_t time_ns; char name[256];
+    uint32_t mode, uid, gid, name_len; uint32_t removed, pad; int64_t time_ns; char name[256];
 };
 uint32_t uml_create_serial(struct uml_ctx *c, int slot);
 const uint32_t *uml_create_log_count(struct uml_ctx *c);

@@ -26,7 +26,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 
-#define ATTR_LOG_MAX 256        /* full: the next one goes to Python, which empties it */
 #define NSEC_PER_SEC 1000000000LL
 
 static int64_t now_ns(void) {
@@ -41,7 +40,7 @@ static int is_owner(const struct slot *s, const struct uml_fstat *v) {
 }
 
 static int log_has_room(struct uml_ctx *c) {
-    return uml_log_room((void **)&c->attr_log, c->attr_count, sizeof *c->attr_log, ATTR_LOG_MAX);
+    return uml_log_room((void **)&c->attr_log, c->attr_count, sizeof *c->attr_log, UML_LOG_MAX);
 }
 
 /* v (the view behind hs) takes mode, uid and gid, with ctime now: log it for

@@ -31,12 +31,12 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CREATE_DIRS 8               /* published directories, one per tid & 7 */
 #define NAME_SET 4096               /* hashes a directory holds (a power of 2) */
 #define NAME_SET_FULL (NAME_SET * 3 / 4)
-#define CREATE_LOG_MAX 256          /* full: the next create goes to Python */
 #define NAME_MAX_BYTES 255
 /* flags a create here takes; any other (O_DIRECTORY, O_TMPFILE, O_PATH,
  * O_SYNC, O_DIRECT, O_NOATIME, ...) goes to Python */
@@ -45,6 +45,17 @@
 /* what the guest's open description keeps (as tmpfs_inodes._OPEN_KEEP) */
 #define DESCRIPTION_FLAGS (O_ACCMODE | O_APPEND | O_NONBLOCK)
 
+/* A name of a published directory: the name itself is in the arena. */
+enum { NAME_HELD = 1,               /* exists; what it is, Python knows */
+       NAME_MINE = 2,               /* exists, and the task may unlink it here */
+       NAME_GONE = 3 };             /* unlinked here: free to create again */
+struct name_ent {
+    uint64_t hash;                  /* 0: a free entry */
+    uint32_t off;                   /* in the arena */
+    uint16_t len;
+    uint8_t state;
+};
+
 struct create_dir {
     uint64_t gen;                   /* names generation it holds for; 0: empty */
     uint32_t serial;                /* which publish: log entries carry it */
@@ -52,10 +63,12 @@ struct create_dir {
     uint32_t uid, gid, umask;
     uint64_t dev;                   /* the guest's st_dev of the file system */
     uint64_t next_ino, inodes_left;
-    uint32_t names;                 /* hashes held */
+    uint32_t names;                 /* entries in use, gone ones too */
     uint16_t key_len;
     char key[UML_PATH_KEY_MAX];
-    uint64_t hashes[NAME_SET];      /* open addressing; 0: free */
+    struct name_ent ents[NAME_SET]; /* open addressing on the hash */
+    char *arena;                    /* the names, one after the other */
+    uint32_t arena_len, arena_cap;
 };
 
 static uint64_t names_generation(struct uml_ctx *c) {
@@ -71,25 +84,57 @@ static uint64_t name_hash(const char *name, size_t len) {
     return h ? h : 1;
 }
 
-/* 1 when hash h is (maybe) a name of d; with add, it is one afterwards. */
-static int name_seen(struct create_dir *d, uint64_t h, int add) {
+/* The entry of `name`, or the free entry where it would go. */
+static struct name_ent *name_find(struct create_dir *d, const char *name, size_t len,
+                                  uint64_t h) {
     uint32_t i = (uint32_t)(h ^ (h >> 32)) & (NAME_SET - 1);
-    while (d->hashes[i]) {
-        if (d->hashes[i] == h)
-            return 1;
-        i = (i + 1) & (NAME_SET - 1);
+    for (;; i = (i + 1) & (NAME_SET - 1)) {
+        struct name_ent *e = &d->ents[i];
+        if (e->hash == 0 || (e->hash == h && e->len == len
+                             && memcmp(d->arena + e->off, name, len) == 0))
+            return e;
     }
-    if (add) {
-        d->hashes[i] = h;
-        d->names++;
-    }
-    return 0;
+}
+
+/* Room in the arena for len more bytes; 0 when there is none. */
+static int arena_room(struct create_dir *d, size_t len) {
+    if (d->arena_len + len <= d->arena_cap)
+        return 1;
+    size_t cap = d->arena_cap ? d->arena_cap : 4096;
+    while (cap < d->arena_len + len)
+        cap *= 2;
+    char *a = realloc(d->arena, cap);
+    if (!a)
+        return 0;
+    d->arena = a;
+    d->arena_cap = (uint32_t)cap;
+    return 1;
+}
+
+/* Fill free entry e with name (arena_room said yes). */
+static void name_add(struct create_dir *d, struct name_ent *e, uint64_t h, const char *name,
+                     size_t len, int state) {
+    memcpy(d->arena + d->arena_len, name, len);
+    e->hash = h;
+    e->off = d->arena_len;
+    e->len = (uint16_t)len;
+    e->state = (uint8_t)state;
+    d->arena_len += (uint32_t)len;
+    d->names++;
+}
+
+static void name_publish(struct create_dir *d, const char *name, size_t len, int state) {
+    uint64_t h = name_hash(name, len);
+    struct name_ent *e = name_find(d, name, len, h);
+    if (e->hash == 0)
+        name_add(d, e, h, name, len, state);
 }
 
 int uml_create_publish(struct uml_ctx *c, int tid, const char *key, size_t key_len,
                        uint32_t uid, uint32_t gid, uint32_t umask, uint64_t dev,
                        uint64_t next_ino, uint64_t inodes_left,
-                       const char *names, size_t names_len, uint32_t name_count) {
+                       const char *names, size_t names_len, uint32_t name_count,
+                       const uint8_t *removable) {
     if (key_len >= UML_PATH_KEY_MAX)
         return -ENAMETOOLONG;
     if (name_count + 2 > NAME_SET_FULL)
@@ -106,14 +151,19 @@ int uml_create_publish(struct uml_ctx *c, int tid, const char *key, size_t key_l
             c->creates[i].gen = 0;
     int slot = tid & (CREATE_DIRS - 1);
     struct create_dir *d = &c->creates[slot];
-    memset(d->hashes, 0, sizeof d->hashes);
+    d->gen = 0;
+    memset(d->ents, 0, sizeof d->ents);
     d->names = 0;
-    name_seen(d, name_hash(".", 1), 1);
-    name_seen(d, name_hash("..", 2), 1);
-    for (size_t at = 0; at < names_len;) {
+    d->arena_len = 0;
+    if (!arena_room(d, names_len + 3))
+        return -ENOMEM;
+    name_publish(d, ".", 1, NAME_HELD);
+    name_publish(d, "..", 2, NAME_HELD);
+    uint32_t i = 0;
+    for (size_t at = 0; at < names_len && i < name_count; i++) {
         const char *end = memchr(names + at, 0, names_len - at);
         size_t n = end ? (size_t)(end - (names + at)) : names_len - at;
-        name_seen(d, name_hash(names + at, n), 1);
+        name_publish(d, names + at, n, removable[i] ? NAME_MINE : NAME_HELD);
         at += n + 1;
     }
     d->serial = ++c->create_serial;
@@ -130,12 +180,20 @@ int uml_create_publish(struct uml_ctx *c, int tid, const char *key, size_t key_l
     return slot;
 }
 
+UML_INTERNAL void uml_creates_free(struct uml_ctx *c) {
+    if (c->creates)
+        for (int i = 0; i < CREATE_DIRS; i++)
+            free(c->creates[i].arena);
+    free(c->creates);
+    c->creates = NULL;
+}
+
 uint32_t uml_create_serial(struct uml_ctx *c, int slot) {
     return c->creates && slot >= 0 && slot < CREATE_DIRS ? c->creates[slot].serial : 0;
 }
 
 static int log_has_room(struct uml_ctx *c) {
-    return uml_log_room((void **)&c->create_log, c->create_count, sizeof *c->create_log, CREATE_LOG_MAX);
+    return uml_log_room((void **)&c->create_log, c->create_count, sizeof *c->create_log, UML_LOG_MAX);
 }
 
 
@@ -203,14 +261,40 @@ static int make_file(struct uml_ctx *c, const struct seccomp_notif *req, struct 
     return 1;
 }
 
+/* Which entry of which published directory a call names: task tid's
+ * directory whose key the text of path (from dirfd) up to its last '/' has.
+ * NULL when there is none; else the name (in text) and its entry. */
+static struct create_dir *entry_of_call(struct uml_ctx *c, int tid, int dirfd, uint64_t path,
+                                        char *text, const char **name, size_t *name_len,
+                                        struct name_ent **ent) {
+    if (c->creates == NULL)
+        return NULL;
+    struct create_dir *d = &c->creates[tid & (CREATE_DIRS - 1)];
+    if (d->gen != names_generation(c) || d->tid != tid || d->names >= NAME_SET_FULL)
+        return NULL;
+    int64_t len = uml_mem_read_str(tid, path, text, UML_PATH_KEY_MAX);
+    if (len <= 0)
+        return NULL;                /* EFAULT, ENOENT, or longer than a key */
+    const char *slash = memrchr(text, '/', (size_t)len);
+    size_t dir_len = slash ? (size_t)(slash - text) + 1 : 0;
+    *name = text + dir_len;
+    *name_len = (size_t)len - dir_len;
+    if (*name_len == 0 || *name_len > NAME_MAX_BYTES)
+        return NULL;                /* a trailing slash, ENAMETOOLONG */
+    char key[UML_PATH_KEY_MAX];
+    int key_len = uml_path_key(tid, dirfd, text, dir_len, key);   /* the directory part's */
+    if (key_len != d->key_len || memcmp(key, d->key, (size_t)key_len) != 0)
+        return NULL;
+    *ent = name_find(d, *name, *name_len, name_hash(*name, *name_len));
+    return d;
+}
+
 UML_INTERNAL int uml_answer_create(struct uml_ctx *c, const struct seccomp_notif *req) {
     const __u64 *a = req->data.args;
     int tid = (int)req->pid;
     int dirfd = AT_FDCWD;
     uint64_t path, flags;
     uint32_t mode;
-    if (c->creates == NULL)
-        return 0;
     switch (req->data.nr) {
     case SYS_open:
         path = a[0], flags = a[1], mode = (uint32_t)a[2];
@@ -224,34 +308,66 @@ UML_INTERNAL int uml_answer_create(struct uml_ctx *c, const struct seccomp_notif
     }
     if (!(flags & O_CREAT) || (flags & ~(uint64_t)CREATE_FLAGS) || (flags & O_ACCMODE) == O_ACCMODE)
         return 0;
-    struct create_dir *d = &c->creates[tid & (CREATE_DIRS - 1)];
-    if (d->gen != names_generation(c) || d->tid != tid || d->inodes_left == 0
-            || d->names >= NAME_SET_FULL)
+    char text[UML_PATH_KEY_MAX];
+    const char *name;
+    size_t name_len;
+    struct name_ent *e;
+    struct create_dir *d = entry_of_call(c, tid, dirfd, path, text, &name, &name_len, &e);
+    if (d == NULL || d->inodes_left == 0)
         return 0;
     mode = mode & 07777 & ~d->umask;
     if (mode & (S_ISUID | S_ISGID))
         return 0;                   /* who keeps set-id bits: the kernel knows */
-    char text[UML_PATH_KEY_MAX], key[UML_PATH_KEY_MAX];
-    int64_t len = uml_mem_read_str(tid, path, text, sizeof text);
-    if (len <= 0)
-        return 0;                   /* EFAULT, ENOENT, or longer than a key */
-    const char *slash = memrchr(text, '/', (size_t)len);
-    size_t dir_len = slash ? (size_t)(slash - text) + 1 : 0;
-    const char *name = text + dir_len;
-    size_t name_len = (size_t)len - dir_len;
-    if (name_len == 0 || name_len > NAME_MAX_BYTES)
-        return 0;                   /* a trailing slash, ENAMETOOLONG */
-    int key_len = uml_path_key(tid, dirfd, text, dir_len, key);   /* the directory part's */
-    if (key_len != d->key_len || memcmp(key, d->key, (size_t)key_len) != 0)
-        return 0;
-    uint64_t h = name_hash(name, name_len);
-    if (name_seen(d, h, 0) || !log_has_room(c))
-        return 0;                   /* it may exist: open it, or EEXIST */
+    if ((e->hash && e->state != NAME_GONE) || !log_has_room(c)
+            || (e->hash == 0 && !arena_room(d, name_len)))
+        return 0;                   /* it exists: open it, or EEXIST */
     int made = make_file(c, req, d, tid & (CREATE_DIRS - 1), name, name_len, flags, mode);
     if (made <= 0)
         return made < 0;            /* nothing to answer any more, nothing made */
-    name_seen(d, h, 1);
+    if (e->hash == 0)
+        name_add(d, e, name_hash(name, name_len), name, name_len, NAME_MINE);
+    else
+        e->state = NAME_MINE;
     c->stats.fast_creates++;
+    return 1;
+}
+
+/* unlink and unlinkat(dirfd, path, 0) of a name the published directory
+ * says the task may remove (not a directory nor a mount point, the sticky
+ * bit allowing): the kernel adopts the removal before its next event, as it
+ * adopts a create. 1 when answered. */
+UML_INTERNAL int uml_answer_unlink(struct uml_ctx *c, const struct seccomp_notif *req) {
+    const __u64 *a = req->data.args;
+    int unlinkat = req->data.nr == SYS_unlinkat;
+    if (unlinkat && a[2] != 0)
+        return 0;                   /* AT_REMOVEDIR, or a flag to refuse */
+    char text[UML_PATH_KEY_MAX];
+    const char *name;
+    size_t name_len;
+    struct name_ent *e;
+    int tid = (int)req->pid;
+    struct create_dir *d = entry_of_call(c, tid, unlinkat ? (int)a[0] : AT_FDCWD,
+                                         unlinkat ? a[1] : a[0], text, &name, &name_len, &e);
+    if (d == NULL || e->state != NAME_MINE || !log_has_room(c))
+        return 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    /* answered first: a call a signal interrupted comes again, and must
+     * find the name */
+    if (uml_send(c, req->id, 0, 0, 0) != 0)
+        return 1;
+    e->state = NAME_GONE;
+    uml_views_void(c);              /* the link count of its open files, the name's stat */
+    struct uml_create *l = &c->create_log[c->create_count];
+    memset(l, 0, sizeof *l);
+    l->slot = (uint32_t)(tid & (CREATE_DIRS - 1));
+    l->serial = d->serial;
+    l->removed = 1;
+    l->time_ns = uml_ts_ns(&now);
+    l->name_len = (uint32_t)name_len;
+    memcpy(l->name, name, name_len);
+    __atomic_store_n(&c->create_count, c->create_count + 1, __ATOMIC_RELEASE);
+    c->stats.fast_unlinks++;
     return 1;
 }
 

@@ -272,6 +272,8 @@ int uml_fast_answer(struct uml_ctx *c, const struct seccomp_notif *req) {
         return uml_answer_create(c, req);
     case SYS_creat:
         return uml_answer_create(c, req);
+    case SYS_unlink: case SYS_unlinkat:
+        return uml_answer_unlink(c, req);
     default:
         return answer_ids(c, req);
     }

@@ -27,12 +27,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define OPEN_LOG_MAX 256            /* full: the next open goes to Python */
 /* what an open answered here may ask: read-only, and nothing else that matters */
 #define OPEN_FLAGS (O_NOCTTY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | UML_GUEST_O_LARGEFILE)
 
 static int log_has_room(struct uml_ctx *c) {
-    return uml_log_room((void **)&c->open_log, c->open_count, sizeof *c->open_log, OPEN_LOG_MAX);
+    return uml_log_room((void **)&c->open_log, c->open_count, sizeof *c->open_log, UML_LOG_MAX);
 }
 
 /* The slot that decides an open of key: the name itself when it is a

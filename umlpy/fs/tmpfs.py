@@ -240,16 +240,16 @@ class TmpDir(TmpInode):
         return self._add(name, TmpFile(self.fs, mode, uid, gid))
 
     def create_slot(self, limit: int) -> Optional[Tuple[int, int, list]]:
-        """(next inode number, inodes left, names as bytes) for the
-        accelerator to create files here with (csrc/fastcreate.c), or None
-        when it may not (more than `limit` names, a removed directory, or a
-        file system it may not create in)."""
+        """(next inode number, inodes left, [(name, inode)]) for the
+        accelerator to create files here and unlink them with
+        (csrc/fastcreate.c), or None when it may not (more than `limit`
+        names, a removed directory, or a file system it may not create in)."""
         if self.dead or len(self.entries) > limit:
             return None
         budget = self.fs.create_budget()
         if budget is None:
             return None
-        return budget[0], budget[1], [os.fsencode(n) for n in self.entries]
+        return budget[0], budget[1], list(self.entries.items())
 
     def adopt_created(self, name: str, ino: int, memfd: int, key: Tuple[int, int], mode: int,
                       uid: int, gid: int, time_ns: int) -> TmpFile:
@@ -312,14 +312,16 @@ class TmpDir(TmpInode):
         self.entries[name] = inode
         self._changed(t)
 
-    def unlink(self, name: str) -> None:
+    def unlink(self, name: str, t: Optional[int] = None) -> None:
+        """Remove name; at time t (ns) when the accelerator did it then."""
         check_name(name)
         self._rw()
         victim = self._get(name)
         if isinstance(victim, TmpDir):
             raise _err(errno.EISDIR)
         del self.entries[name]
-        t = now_ns()
+        if t is None:
+            t = now_ns()
         victim._drop_link()
         victim.touch_ctime(t)
         self._changed(t)

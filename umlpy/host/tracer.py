@@ -31,6 +31,7 @@ EV_TRAPSTOP = lib.UML_EV_TRAPSTOP
 EV_EXITED = lib.UML_EV_EXITED
 EV_KILLED = lib.UML_EV_KILLED
 EV_INTR = lib.UML_EV_INTR
+EV_ADOPT = lib.UML_EV_ADOPT
 
 EVENT_NAMES = {v: k for k, v in globals().items() if k.startswith("EV_")}
 
@@ -156,7 +157,8 @@ class Tracer:
         lib.uml_get_stats(self._ctx, s)
         return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops,
                 "c_stops": s.c_stops, "fast_stats": s.fast_stats, "fast_attrs": s.fast_attrs,
-                "fast_creates": s.fast_creates, "fast_opens": s.fast_opens}
+                "fast_creates": s.fast_creates, "fast_opens": s.fast_opens,
+                "fast_unlinks": s.fast_unlinks}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
@@ -319,19 +321,21 @@ class Tracer:
         return out
 
     def create_publish(self, tid: int, key: bytes, uid: int, gid: int, umask: int, dev: int,
-                       next_ino: int, inodes_left: int, names: list, parent) -> None:
+                       next_ino: int, inodes_left: int, names: list, removable: bytes,
+                       parent) -> None:
         """Host task tid may create regular files in the tmpfs directory
         `parent` by path text `key` (statpath.c's key of the path up to its
         last '/') while the published names hold (csrc/fastcreate.c): owned
         by uid and gid, under the umask, in the file system with st_dev dev
         whose next inode number is next_ino and which has inodes_left more.
-        `names` (bytes) are the names the directory holds now."""
+        `names` (bytes) are the names the directory holds now; the task may
+        unlink names[i] when removable[i] is 1, and the files it makes."""
         if not self.publish_stats:
             return
         joined = b"\0".join(names)
         slot = lib.uml_create_publish(self._ctx, tid, key, len(key), uid, gid, umask, dev,
                                       next_ino, min(inodes_left, 2**64 - 1), joined, len(joined),
-                                      len(names))
+                                      len(names), removable)
         if slot >= 0:
             self._create_dirs[slot] = (lib.uml_create_serial(self._ctx, slot), parent)
 
@@ -341,16 +345,22 @@ class Tracer:
 
     def take_creates(self) -> list:
         """[(parent, name, ino, host key, memfd, mode, uid, gid, time_ns)] in
-        the order C made them: `parent` as create_publish was given it, the
-        memfd now the kernel's own descriptor."""
+        the order C made them and removed names: `parent` as create_publish
+        was given it, the memfd now the kernel's own descriptor. A removed
+        name (unlink) comes with ino None and only its time."""
         out = []
         while self._create_count[0]:
             n = lib.uml_create_log_take(self._ctx, self._create_buf, _ATTR_BATCH)
             for e in self._create_buf[0:n]:
                 serial, parent = self._create_dirs.get(e.slot, (None, None))
-                out.append((parent if serial == e.serial else None,
-                            ffi.unpack(e.name, e.name_len), e.ino, (e.host_dev, e.host_ino),
-                            e.host_fd, e.mode, e.uid, e.gid, e.time_ns))
+                if serial != e.serial:
+                    parent = None
+                name = ffi.unpack(e.name, e.name_len)
+                if e.removed:
+                    out.append((parent, name, None, None, -1, 0, 0, 0, e.time_ns))
+                else:
+                    out.append((parent, name, e.ino, (e.host_dev, e.host_ino),
+                                e.host_fd, e.mode, e.uid, e.gid, e.time_ns))
         return out
 
     def fstat_forget(self) -> None:

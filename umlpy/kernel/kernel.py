@@ -109,6 +109,8 @@ class Kernel:
                 statcache.adopt_attr_changes(self)
             if ev.kind == host.EV_NONE:
                 break
+            if ev.kind == host.EV_ADOPT:
+                continue                # (done above)
             if ev.kind == host.EV_INTR:
                 if self.debugger is not None:
                     self.debugger.service()     # requests from the gdb stub's thread

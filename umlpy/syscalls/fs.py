@@ -194,7 +194,7 @@ def stat_path(c: Call, dirfd: int, path: Optional[str], flags: int):
     if stable:
         statcache.publish_path(c, key, nofollow, lk.path.inode, a, lk.path)
         if dir_handle is not None and dir_handle.listing is not None and "/" not in path:
-            statcache.publish_listing_ahead(c, dir_handle, prefix, nofollow)
+            statcache.publish_listing_ahead(c, dir_handle, prefix, path, nofollow)
     return a
 
 

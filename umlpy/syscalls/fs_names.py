@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import stat
 
+from umlpy.syscalls import statcache
 from umlpy.syscalls.call import AT_FDCWD, Call
 from umlpy.syscalls.fs import AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, walk
 from umlpy.syscalls.registry import syscall
@@ -62,6 +63,7 @@ def unlink_at(c: Call, dirfd: int, path: str, is_dir: bool) -> int:
         ops.unlink(lk, c.task.creds, mounts)
         if last is not None:
             c.kernel.vfs.handles.orphaned(last)
+        statcache.publish_create_dir(c, dirfd, path, lk)    # rm -r, make clean: the next in C
     return 0
 
 

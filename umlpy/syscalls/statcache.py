@@ -67,13 +67,16 @@ def publish_open(c: Call, path: Path) -> None:
             _publish_fd_view(c, key, path, view, ops.getattr_of(path))
 
 
-def publish_listing_ahead(c: Call, h, prefix: bytes, nofollow: bool) -> None:
+def publish_listing_ahead(c: Call, h, prefix: bytes, name: str, nofollow: bool) -> None:
     """A stat from directory descriptor h of a name it listed (which this
     task may search, then): ls -l, tar c, find and du stat every entry in
     turn, so publish the next STAT_AHEAD entries' stats for this task now.
+    A name published before whose answer C lost (its slot went to another
+    path) starts the window again after it, rather than running further
+    ahead: answers published far ahead of the reader are lost the more.
     Not a mount point, nor a symbolic link to follow: the walk decides those."""
     listing = h.listing
-    start = h.stat_ahead
+    start = _after_name(listing, h.stat_ahead, name)
     end = min(len(listing), start + STAT_AHEAD)
     h.stat_ahead = end
     where = h.path
@@ -81,24 +84,34 @@ def publish_listing_ahead(c: Call, h, prefix: bytes, nofollow: bool) -> None:
         return                  # names that change behind the kernel (hostfs, procfs)
     lookup = where.inode.lookup
     mounted_on = c.kernel.vfs.mounts.mount_points
-    for name, _ino, _dtype in listing[start:end]:
-        if name == "." or name == "..":
+    for entry, _ino, _dtype in listing[start:end]:
+        if entry == "." or entry == "..":
             continue
         try:
-            inode = lookup(name)
+            inode = lookup(entry)
         except OSError:
             continue            # gone since the listing, or a mount's glue
         if (not nofollow and st.S_ISLNK(inode.mode)) or \
                 mounted_on.get((where.mount.id, inode.key)):
             continue
-        child = where.child(name, inode)
-        publish_path(c, prefix + os.fsencode(name), nofollow, inode, ops.getattr_of(child),
+        child = where.child(entry, inode)
+        publish_path(c, prefix + os.fsencode(entry), nofollow, inode, ops.getattr_of(child),
                      child)
 
 
+def _after_name(listing: list, ahead: int, name: str) -> int:
+    """Where the next window starts: after `name` when it is among the last
+    entries published, else after everything published."""
+    for i in range(ahead - 1, max(ahead - 2 * STAT_AHEAD, 0) - 1, -1):
+        if listing[i][0] == name:
+            return i + 1
+    return ahead
+
+
 def publish_create_dir(c: Call, dirfd: int, path: str, lk) -> None:
-    """The kernel just created lk.name in lk.parent from `path` (open with
-    O_CREAT): the next creates there by the same path text may be made in C."""
+    """The kernel just created or unlinked lk.name in lk.parent from `path`
+    (open with O_CREAT, unlink): the next creates and unlinks there by the
+    same path text may be made in C."""
     tracer = c.kernel.tracer
     if not tracer.publish_stats or not c.kernel.vfs.walker.last_stable:
         return
@@ -110,32 +123,73 @@ def publish_create_dir(c: Call, dirfd: int, path: str, lk) -> None:
     slot = slot_of(CREATE_NAMES_MAX)
     if slot is None:
         return
-    next_ino, inodes_left, names = slot
+    next_ino, inodes_left, entries = slot
     key = _walk_key(c, dirfd, path[:cut])
     creds = c.task.creds
-    gid = ops.new_file_gid(parent.inode.getattr(), creds)
+    dir_attr = parent.inode.getattr()
+    gid = ops.new_file_gid(dir_attr, creds)
+    names = [os.fsencode(name) for name, _ in entries]
     tracer.create_publish(c.task.host_tid, key, creds.fsuid, gid, c.task.fs.umask,
-                          parent.mount.fs.dev, next_ino, inodes_left, names, parent)
+                          parent.mount.fs.dev, next_ino, inodes_left, names,
+                          _removable(c, parent, dir_attr, entries), parent)
+
+
+def _removable(c: Call, parent: Path, dir_attr: Attr, entries: list) -> bytes:
+    """Which of a directory's entries the task may unlink (ops.unlink's
+    checks; the directory's own permission the create or unlink just
+    passed): not a directory nor a mount point, and the sticky bit's owner
+    rule."""
+    fsuid = c.task.creds.fsuid
+    owner_only = dir_attr.mode & st.S_ISVTX and fsuid not in (0, dir_attr.uid)
+    mounted = c.kernel.vfs.mounts.mount_points
+    mount_id = parent.mount.id
+    out = bytearray(len(entries))
+    for i, (_name, inode) in enumerate(entries):
+        if inode.is_dir() or (mounted and (mount_id, inode.key) in mounted):
+            continue
+        if owner_only and inode.getattr().uid != fsuid:
+            continue
+        out[i] = 1
+    return bytes(out)
 
 
 CREATE_NAMES_MAX = 2048     # a bigger directory's creates stay in Python (fastcreate.c's set)
 
 
 def adopt_creates(kernel) -> None:
-    """Give the files the accelerator created their names (and handles)."""
+    """Give the files the accelerator created their names (and handles), and
+    take away the names it unlinked, in the order it did them."""
     handles = kernel.vfs.handles
     for parent, raw, ino, key, memfd, mode, uid, gid, time_ns in kernel.tracer.take_creates():
         name = os.fsdecode(raw)
         try:
             if parent is None:
                 raise OSError(errno.ESTALE, "no published directory")
+            if ino is None:
+                _adopt_unlink(handles, parent, name, time_ns)
+                continue
             inode = parent.inode.adopt_created(name, ino, memfd, key, mode, uid, gid, time_ns)
-        except OSError as e:    # a bug: C made what the kernel would not have
-            os.close(memfd)
-            kernel.klog(f"oops: adopting the created file {name!r}: {e}")
+        except OSError as e:    # a bug: C did what the kernel would not have
+            if memfd >= 0:
+                os.close(memfd)
+            kernel.oopses += 1
+            kernel.klog(f"oops: adopting {'the unlink of' if ino is None else 'the created file'} "
+                        f"{name!r}: {e}")
             continue
         handles.register(key, parent.child(name, inode))
     names_changed(structural=False)
+
+
+def _adopt_unlink(handles, parent: Path, name: str, time_ns: int) -> None:
+    """What ops.unlink does after its checks, which C made by the published
+    directory, at time_ns."""
+    inode = parent.inode.lookup(name)
+    a = inode.getattr()
+    last = a.size if st.S_ISREG(a.mode) and a.nlink <= 1 else None
+    parent.inode.unlink(name, time_ns)
+    parent.child(name, inode).dentry.drop()
+    if last is not None:
+        handles.orphaned(last)
 
 
 def adopt_attr_changes(kernel) -> None:
