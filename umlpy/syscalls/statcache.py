@@ -184,10 +184,9 @@ def _adopt_unlink(handles, parent: Path, name: str, time_ns: int) -> None:
     """What ops.unlink does after its checks, which C made by the published
     directory, at time_ns."""
     inode = parent.inode.lookup(name)
-    a = inode.getattr()
-    last = a.size if st.S_ISREG(a.mode) and a.nlink <= 1 else None
+    last = inode.getattr().size if inode.nlink <= 1 and st.S_ISREG(inode.mode) else None
     parent.inode.unlink(name, time_ns)
-    parent.child(name, inode).dentry.drop()
+    parent.dentry.drop_child(name)
     if last is not None:
         handles.orphaned(last)
 

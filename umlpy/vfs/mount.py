@@ -65,6 +65,12 @@ class Dentry:
         d = kids[name] = Dentry(name, self, inode)
         return d
 
+    def drop_child(self, name: str) -> None:
+        """Name `name` in this directory is gone (when a dentry holds it)."""
+        kids = self.kids
+        if kids is not None:
+            kids.pop(name, None)
+
     def move(self, parent: "Dentry", name: str) -> None:
         """Rename: this dentry now is `name` in `parent`."""
         self.drop()
