@@ -89,11 +89,14 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None,
 FAST_CREATES_AT_LEAST = 218
 
 
+def _program(tmp_path_factory, name: str) -> Path:
+    d = tmp_path_factory.mktemp(name)
+    return compile_static((REPO / "tests" / f"{name}.c").read_text(), d / name, [REPO / "tests"])
+
+
 @pytest.fixture(scope="module")
 def createseq(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("createseq")
-    return compile_static((REPO / "tests" / "createseq.c").read_text(), d / "createseq",
-                          [REPO / "tests"])
+    return _program(tmp_path_factory, "createseq")
 
 
 def _host_tmp(what: str) -> Path:
@@ -104,11 +107,11 @@ def _host_tmp(what: str) -> Path:
     return work
 
 
-@pytest.fixture(scope="module")
-def native(createseq) -> str:
-    work = _host_tmp("seq")
+def _native(prog: Path, what: str) -> str:
+    """prog's output run on the host in a fresh directory of its tmpfs."""
+    work = _host_tmp(what)
     try:
-        res = subprocess.run([str(createseq), str(work)], capture_output=True, text=True,
+        res = subprocess.run([str(prog), str(work)], capture_output=True, text=True,
                              timeout=60)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -116,12 +119,21 @@ def native(createseq) -> str:
     return res.stdout
 
 
-def _fast_creates(stderr: str, absent_is_zero: bool = False) -> int:
-    m = re.search(r"fast_creates=(\d+)", stderr)
+@pytest.fixture(scope="module")
+def native(createseq) -> str:
+    return _native(createseq, "seq")
+
+
+def _counter(stderr: str, name: str, absent_is_zero: bool = False) -> int:
+    m = re.search(name + r"=(\d+)", stderr)
     if m is None and absent_is_zero:
         return 0
-    assert m, f"no fast_creates counter in: {stderr}"
+    assert m, f"no {name} counter in: {stderr}"
     return int(m.group(1))
+
+
+def _fast_creates(stderr: str, absent_is_zero: bool = False) -> int:
+    return _counter(stderr, "fast_creates", absent_is_zero)
 
 
 def _same_as_native(res, native: str) -> None:
@@ -156,32 +168,23 @@ FAST_UNLINKS_AT_LEAST = 320
 
 @pytest.fixture(scope="module")
 def unlinkseq(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("unlinkseq")
-    return compile_static((REPO / "tests" / "unlinkseq.c").read_text(), d / "unlinkseq",
-                          [REPO / "tests"])
+    return _program(tmp_path_factory, "unlinkseq")
 
 
 @pytest.mark.parametrize("in_c", [True, False], ids=["c", "python-only"])
 def test_unlink(unlinkseq, in_c):
     """Names removed in C as Python removes them, the host's tmpfs as
     the reference."""
-    work = _host_tmp("unlink")
-    try:
-        native = subprocess.run([str(unlinkseq), str(work)], capture_output=True, text=True,
-                                timeout=60)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    assert native.returncode == 0, native.stdout + native.stderr
+    native = _native(unlinkseq, "unlink")
     res = run_umlpy(umlpy_run(["/bin/sh", "-c",
                                f"mkdir /dev/shm/w && exec {unlinkseq} /dev/shm/w"],
                               ["--counters"]), env=None if in_c else {"UMLPY_NO_FAST_STATS": "1"})
-    _same_as_native(res, native.stdout)
-    m = re.search(r"fast_unlinks=(\d+)", res.stderr)
-    assert m, res.stderr
+    _same_as_native(res, native)
+    unlinks = _counter(res.stderr, "fast_unlinks")
     if in_c:
-        assert int(m.group(1)) >= FAST_UNLINKS_AT_LEAST, res.stderr
+        assert unlinks >= FAST_UNLINKS_AT_LEAST, res.stderr
     else:
-        assert int(m.group(1)) == 0, res.stderr
+        assert unlinks == 0, res.stderr
 
 
 # ---- a tmpfs with few inodes ----
