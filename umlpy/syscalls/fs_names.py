@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno
-import stat
 
 from umlpy.syscalls import statcache
 from umlpy.syscalls.call import AT_FDCWD, Call
@@ -69,13 +68,7 @@ def unlink_at(c: Call, dirfd: int, path: str, is_dir: bool) -> int:
 
 def _last_name_size(lk: Lookup):
     """The size of the regular file `lk` names when this is its last name, else None."""
-    if lk.path is None:
-        return None
-    try:
-        a = lk.path.inode.getattr()
-    except OSError:
-        return None
-    return a.size if stat.S_ISREG(a.mode) and a.nlink <= 1 else None
+    return None if lk.path is None else ops.last_name_size(lk.path.inode)
 
 
 @syscall("unlink")

@@ -140,7 +140,7 @@ def _removable(c: Call, parent: Path, dir_attr: Attr, entries: list) -> bytes:
     passed): not a directory nor a mount point, and the sticky bit's owner
     rule."""
     fsuid = c.task.creds.fsuid
-    owner_only = dir_attr.mode & st.S_ISVTX and fsuid not in (0, dir_attr.uid)
+    owner_only = perm.sticky_limits(dir_attr, c.task.creds)
     mounted = c.kernel.vfs.mounts.mount_points
     mount_id = parent.mount.id
     out = bytearray(len(entries))
@@ -184,7 +184,7 @@ def _adopt_unlink(handles, parent: Path, name: str, time_ns: int) -> None:
     """What ops.unlink does after its checks, which C made by the published
     directory, at time_ns."""
     inode = parent.inode.lookup(name)
-    last = inode.getattr().size if inode.nlink <= 1 and st.S_ISREG(inode.mode) else None
+    last = ops.last_name_size(inode)
     parent.inode.unlink(name, time_ns)
     parent.dentry.drop_child(name)
     if last is not None:

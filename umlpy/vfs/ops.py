@@ -13,8 +13,8 @@ import stat as st
 from typing import Optional
 
 from umlpy.vfs import perm
-from umlpy.vfs.inode import (RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Attr, check_name,
-                             now_ns)
+from umlpy.vfs.inode import (RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Attr, Inode,
+                             check_name, now_ns)
 from umlpy.vfs.mount import MS_NODEV, MS_NOEXEC, Path, names_changed
 from umlpy.vfs.namei import Lookup
 
@@ -131,6 +131,17 @@ def link(old: Lookup, new: Lookup, creds) -> None:
 
 
 # ---- removing names ----
+def last_name_size(inode: Inode) -> Optional[int]:
+    """The size of regular file `inode` when it has one name left, else None
+    (what handles.orphaned counts once that name goes)."""
+    try:
+        a = inode.getattr()
+    except OSError:
+        return None
+    return a.size if st.S_ISREG(a.mode) and a.nlink <= 1 else None
+
+
+
 def _victim(lk: Lookup, creds) -> Attr:
     if lk.path is None:
         raise err(errno.ENOENT)

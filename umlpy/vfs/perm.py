@@ -54,8 +54,13 @@ def may_delete(dir_attr: Attr, victim: Attr, creds) -> None:
     """Removing or renaming away an entry: write+search on the directory and
     the sticky bit rule (only the owner of the file or the directory)."""
     permission(dir_attr, creds, MAY_WRITE | MAY_EXEC)
-    if dir_attr.mode & st.S_ISVTX and creds.fsuid not in (0, victim.uid, dir_attr.uid):
+    if sticky_limits(dir_attr, creds) and victim.uid != creds.fsuid:
         raise OSError(errno.EPERM, "sticky directory")
+
+
+def sticky_limits(dir_attr: Attr, creds) -> bool:
+    """In this directory, may the caller remove only the entries it owns?"""
+    return bool(dir_attr.mode & st.S_ISVTX) and creds.fsuid not in (0, dir_attr.uid)
 
 
 def check_chown(attr: Attr, creds, uid: int, gid: int) -> None:
