@@ -70,11 +70,19 @@ def test_races_reach_their_targets_natively(probe, pwn, tmp_path):
     prefix = tmp_path / "p"
     (prefix / "bin").mkdir(parents=True)
     shutil.copy2(binary, prefix / "bin" / "toctou")
-    nat = subprocess.run([str(binary), "race", str(prefix), str(decoy), "500"],
-                         capture_output=True, text=True, timeout=60)
-    got = tallies(nat.stdout)
-    assert set(got) == set(CALLS), nat.stdout + nat.stderr
-    # open and stat always do; rename and mkdir depend on timing natively
+    # open and stat reach the decoy natively; rename and mkdir depend on
+    # timing. A run whose flipper thread shared the CPU with the caller (it
+    # never flips mid-call then) may see no hit: the race is shown when one
+    # of a few runs does.
+    for attempt in range(5):
+        tree = tmp_path / f"race{attempt}"     # (a run leaves its links behind)
+        tree.mkdir()
+        nat = subprocess.run([str(binary), "race", str(tree), str(decoy), "500"],
+                             capture_output=True, text=True, timeout=60)
+        got = tallies(nat.stdout)
+        assert set(got) == set(CALLS), nat.stdout + nat.stderr
+        if got["open"]["hit"] > 0 and got["stat"]["hit"] > 0:
+            break
     assert got["open"]["hit"] > 0 and got["stat"]["hit"] > 0, got
     for extra in ([], ["scribble"]):
         nat = subprocess.run([str(binary), "exec", str(prefix), str(pwn), "40", *extra],
