@@ -431,6 +431,9 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
         /* Ask for stops only after a SIGCHLD said there may be one: a stop
          * after the last empty wait raises SIGCHLD, which wakes the poll. */
         pid_t p = c->reap ? waitpid(-1, &st, __WALL | WNOHANG) : 0;
+        if (p > 0 && c->rescue)
+            c->stats.lost_wakeups++;
+        c->rescue = 0;
         if (p > 0) {
             decode(c, p, st, ev);
             if (uml_fast_stop(c, ev))
@@ -442,6 +445,13 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             c->have_children = !(p < 0 && errno == ECHILD);
             c->reap = 0;
         }
+        if (c->tick) {              /* an idle period: Python may have timed work */
+            c->tick = 0;
+            memset(ev, 0, sizeof *ev);
+            ev->kind = UML_EV_INTR;
+            uml_fstat_note_python(c, NULL);
+            return 0;
+        }
         int have_children = c->have_children;
         if (!have_children && c->lfd < 0) {
             memset(ev, 0, sizeof *ev);
@@ -451,7 +461,10 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
         struct pollfd pf[3] = {{.fd = c->sigfd, .events = POLLIN},
                                {.fd = c->lfd, .events = POLLIN},
                                {.fd = c->wakefd, .events = POLLIN}};
-        int n = poll(pf, 3, have_children ? -1 : 100);   /* fd -1 entries are ignored */
+        /* Wake at least every UML_REAP_MS: Python gets an EV_INTR for its timed
+         * work (kernel/orphans.py), and a waitpid runs even without a SIGCHLD
+         * (were one ever lost, the stop it found counts in lost_wakeups). */
+        int n = poll(pf, 3, UML_REAP_MS);   /* fd -1 entries are ignored */
         if (n < 0) {
             if (errno == EINTR) {
                 memset(ev, 0, sizeof *ev);
@@ -485,6 +498,12 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             /* Every task that carried the filter is gone. */
             close(c->lfd);
             c->lfd = -1;
+        }
+        if (have_children && n == 0) {
+            c->reap = 1;
+            c->rescue = 1;
+            c->tick = 1;
+            continue;
         }
         if (!have_children && n == 0 && c->lfd >= 0) {
             close(c->lfd);   /* no tracee can be waiting on it any more */

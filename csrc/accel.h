@@ -55,6 +55,7 @@ struct uml_stats {
     uint64_t fast_creates;  /* open(O_CREAT) of a new tmpfs file answered in C (fastcreate.c) */
     uint64_t fast_opens;    /* open(O_RDONLY) of a published path answered in C (fastopen.c) */
     uint64_t fast_unlinks;  /* unlink of a tmpfs name answered in C (fastcreate.c) */
+    uint64_t lost_wakeups;  /* stops found by the periodic wait, not by their SIGCHLD */
 };
 
 struct uml_ctx;

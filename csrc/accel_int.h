@@ -40,6 +40,8 @@ struct uml_ctx {
     struct uml_open_note *open_log;     /* fastopen.c: opens Python has not adopted */
     uint32_t open_count;
     int reap;               /* a SIGCHLD came since the last empty waitpid */
+    int rescue;             /* this waitpid follows a poll timeout, not a SIGCHLD */
+    int tick;               /* a poll timed out: hand Python an EV_INTR */
     struct uml_attr_change *attr_log;   /* fastattr.c: changes Python has not adopted */
     uint32_t attr_count;
     int have_children;      /* that waitpid's verdict */
@@ -128,6 +130,9 @@ UML_INTERNAL int uml_log_take(void *log, uint32_t *count, size_t entry, void *ou
 /* The logs of fastattr.c, fastcreate.c and fastopen.c hold UML_LOG_MAX
  * entries; at UML_LOG_DRAIN, uml_next hands Python an adopt event. */
 #define UML_LOG_MAX 256
+
+/* uml_next's longest sleep before it asks waitpid anyway (ms). */
+#define UML_REAP_MS 100
 #define UML_LOG_DRAIN (UML_LOG_MAX * 3 / 4)
 /* replies.c: a log has reached UML_LOG_DRAIN. */
 UML_INTERNAL int uml_logs_filling(struct uml_ctx *c);

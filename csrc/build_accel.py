@@ -24,7 +24,8 @@ struct uml_event {
 };
 struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops;
                    uint64_t fast_stats; uint64_t fast_attrs; uint64_t fast_creates;
-                   uint64_t fast_opens; uint64_t fast_unlinks; };
+                   uint64_t fast_opens; uint64_t fast_unlinks;
+                   uint64_t lost_wakeups; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);

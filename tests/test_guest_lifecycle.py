@@ -11,7 +11,8 @@ import time
 import psutil
 import pytest
 
-from guestroot import describe, guest_env, kill_group, run_guest, umlpy_command
+from guestroot import (describe, guest_env, kill_group, run_guest, run_umlpy, umlpy_command,
+                       umlpy_run)
 
 
 @pytest.mark.parametrize("sig, message", [(signal.SIGKILL, "Killed"),
@@ -95,3 +96,31 @@ def test_kill_9_of_umlpy_kills_every_guest(busybox_root):
         kill_group(proc)
         proc.wait(timeout=10)
         proc.stderr.close()
+
+
+# A shell that starts a looping subshell and kills it at once, many times over:
+# the subshell is often SIGKILLed in the middle of its own fork (the child
+# exists, the fork event never comes) or while the kernel handles one of its
+# stops (every ptrace request on it then fails with ESRCH).
+KILL_STORM = """i=0
+while [ $i -lt 200 ]; do
+  ( while :; do cat /etc/passwd >/dev/null; done ) &
+  kill -9 $!
+  i=$((i+1))
+done
+wait
+echo storm-over
+"""
+
+
+@pytest.mark.parametrize("cpu", ["pinned", "free"])
+def test_kill_storm_leaves_no_task_behind(busybox_root, cpu):
+    """Before: the kernel died of ESRCH (free placement) or waited forever on a
+    child held for a fork event its killed parent never sent (pinned)."""
+    env = {"UMLPY_CPU": "all"} if cpu == "free" else None
+    res = run_umlpy(umlpy_run(["/bin/sh", "-c", KILL_STORM],
+                              ["--root", str(busybox_root), "--counters"]),
+                    env=env, timeout=60)
+    assert res.returncode == 0, describe(res)
+    assert res.stdout == "storm-over\n", describe(res)
+    assert "oopses=0" in res.stderr and "Traceback" not in res.stderr, describe(res)

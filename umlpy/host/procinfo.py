@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 
 def _badf(fd: int) -> OSError:
@@ -152,6 +152,24 @@ def caught_signals(tid: int) -> int:
         if line.startswith(b"SigCgt:"):
             return int(line.split()[1], 16)
     return 0
+
+
+def parent_and_group(tid: int) -> Tuple[int, int]:
+    """(PPid, Tgid) of a host task: its real parent process and its own process."""
+    ppid = tgid = 0
+    for line in read_proc_file(tid, "status").splitlines():
+        if line.startswith(b"PPid:"):
+            ppid = int(line.split()[1])
+        elif line.startswith(b"Tgid:"):
+            tgid = int(line.split()[1])
+    return ppid, tgid
+
+
+def current_syscall(tid: int) -> Optional[int]:
+    """The syscall a stopped or sleeping host task is in; None while it runs
+    (or is in none: -1 is returned as such)."""
+    first = read_proc_file(tid, "syscall").split(b" ", 1)[0].strip()
+    return None if first == b"running" else int(first)
 
 
 def open_mem(host_tid: int, flags: int) -> int:

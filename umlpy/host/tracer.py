@@ -158,7 +158,7 @@ class Tracer:
         return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops,
                 "c_stops": s.c_stops, "fast_stats": s.fast_stats, "fast_attrs": s.fast_attrs,
                 "fast_creates": s.fast_creates, "fast_opens": s.fast_opens,
-                "fast_unlinks": s.fast_unlinks}
+                "fast_unlinks": s.fast_unlinks, "lost_wakeups": s.lost_wakeups}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,

@@ -19,7 +19,7 @@ from typing import List, Optional
 
 import umlpy.syscalls  # noqa: F401  (registers every handler)
 from umlpy.host import tracer as host
-from umlpy.kernel import lifecycle
+from umlpy.kernel import lifecycle, orphans
 from umlpy.kernel.fds import Fds
 from umlpy.kernel.klog import KERN_ALERT, KernelLog
 from umlpy.kernel.loader import Loader
@@ -52,6 +52,7 @@ class Kernel:
         self.init: Optional[ThreadGroup] = None
         self.init_status: Optional[int] = None
         self.early_stops: dict = {}      # host tid -> first stop seen before its parent's event
+        self.early_since: dict = {}      # host tid -> when it was first held (orphans.py)
         self.warned: set = set()
         self.oopses = 0
         self.shutting_down = False
@@ -114,8 +115,12 @@ class Kernel:
             if ev.kind == host.EV_INTR:
                 if self.debugger is not None:
                     self.debugger.service()     # requests from the gdb stub's thread
+                if self.early_stops:
+                    orphans.settle(self)
                 continue
             self.dispatch(ev)
+            if self.early_stops:
+                orphans.settle(self)
             if self.init_status is not None and not self.pids.tasks and not self.early_stops:
                 break
         return self.init_status if self.init_status is not None else 0
@@ -150,12 +155,23 @@ class Kernel:
         k = ev.kind
         if k == host.EV_NOTIF:
             self.on_notif(ev)
-        elif k == host.EV_SECCOMP:
-            self.on_seccomp(ev)
-        elif k == host.EV_SYSEXIT:
-            self.on_sysexit(ev)
-        else:
-            lifecycle.on_event(self, ev)
+            return
+        try:
+            if k == host.EV_SECCOMP:
+                self.on_seccomp(ev)
+            elif k == host.EV_SYSEXIT:
+                self.on_sysexit(ev)
+            else:
+                lifecycle.on_event(self, ev)
+        except host.HostError as e:
+            if e.errno != errno.ESRCH:
+                raise
+            # A SIGKILL took the task out of its ptrace stop while we handled
+            # it (kill -9, exit_group of another thread, halt): its death
+            # event follows; what was under way for it is void.
+            task = self.pids.tasks.get(ev.tid)
+            if task is not None:
+                task.pending_call = None
 
     @staticmethod
     def memory(task: Task) -> host.GuestMemory:
@@ -388,6 +404,7 @@ class Kernel:
         """SIGKILL every guest process (the first process died, or umlpy is stopping)."""
         self.shutting_down = True
         self.signal_all(signal.SIGKILL)
+        orphans.settle(self, everyone=True)
 
     def signal_all(self, sig: int, spare: tuple = ()) -> int:
         """Send sig to every live guest process but those in `spare`; how many got it."""

@@ -12,7 +12,7 @@ import struct
 
 from umlpy.host import procinfo
 from umlpy.host import tracer as host
-from umlpy.kernel import ptrace_stops
+from umlpy.kernel import orphans, ptrace_stops
 from umlpy.kernel.task import Task, ThreadGroup
 from umlpy.syscalls.numbers import NR
 
@@ -78,7 +78,7 @@ def on_fork(k, ev) -> None:
             host.GuestMemory(parent.host_tid).write(ptid, struct.pack("<i", task.tid))
         except OSError:
             pass
-    early = k.early_stops.pop(child_tid, None)
+    early = orphans.release(k, child_tid)
     if early is not None:
         first_stop(k, task)
     if event and ptrace_stops.event_stop(k, parent, event):
@@ -136,7 +136,7 @@ def on_trapstop(k, ev) -> None:
     if task is not None:
         task.ptrace_jobstop = 0     # SIGCONT ended a group stop (or an interrupt)
     if task is None:
-        k.early_stops[ev.tid] = ev.status   # our parent's event has not come yet
+        orphans.hold(k, ev.tid, ev.status)    # our parent's event has not come yet
     elif not task.started:
         first_stop(k, task)
     elif task.ptrace is not None and ptrace_stops.trap_stop(k, task, ev.status, ev.msg):
@@ -227,7 +227,7 @@ def on_signal(k, ev) -> None:
 
 def on_death(k, ev) -> None:
     tid = ev.tid
-    k.early_stops.pop(tid, None)
+    orphans.release(k, tid)
     task = k.pids.tasks.pop(tid, None)
     k.tracer.task_del(tid)
     if k.waiting:           # a slow call (FIFO open) this task was waiting for
