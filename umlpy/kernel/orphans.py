@@ -24,6 +24,7 @@ from umlpy.host import procinfo
 from umlpy.syscalls.numbers import NR
 
 ORPHAN_AFTER = 0.5
+CHECK_EVERY = 0.1       # at most this often a look at every thread's /proc syscall
 FORK_NRS = frozenset(NR[n] for n in ("clone", "fork", "vfork", "clone3"))
 
 
@@ -56,6 +57,10 @@ def settle(k, everyone: bool = False) -> None:
     if not k.early_stops:
         return
     now = time.monotonic()
+    if not everyone:
+        if now < k.orphans_checked + CHECK_EVERY:
+            return
+        k.orphans_checked = now
     due = [tid for tid in k.early_stops
            if everyone or now - k.early_since.get(tid, now) >= ORPHAN_AFTER]
     if not due or (not everyone and _someone_forking(k)):
