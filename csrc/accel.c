@@ -425,6 +425,8 @@ static int take_notif(struct uml_ctx *c, struct uml_event *ev) {
     return 1;
 }
 
+void uml_set_ticks(struct uml_ctx *c, int on) { c->ticks = on; }
+
 int uml_next(struct uml_ctx *c, struct uml_event *ev) {
     for (;;) {
         int st;
@@ -461,10 +463,12 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
         struct pollfd pf[3] = {{.fd = c->sigfd, .events = POLLIN},
                                {.fd = c->lfd, .events = POLLIN},
                                {.fd = c->wakefd, .events = POLLIN}};
-        /* Wake at least every UML_REAP_MS: Python gets an EV_INTR for its timed
-         * work (kernel/orphans.py), and a waitpid runs even without a SIGCHLD
-         * (were one ever lost, the stop it found counts in lost_wakeups). */
-        int n = poll(pf, 3, UML_REAP_MS);   /* fd -1 entries are ignored */
+        /* While Python has timed work (uml_set_ticks: kernel/orphans.py), wake
+         * at least every UML_REAP_MS with an EV_INTR, after a waitpid that runs
+         * even without a SIGCHLD (a stop it finds counts in lost_wakeups).
+         * Otherwise no timeout: arming a timer costs every notification. */
+        int timeout = (have_children && !c->ticks) ? -1 : UML_REAP_MS;
+        int n = poll(pf, 3, timeout);   /* fd -1 entries are ignored */
         if (n < 0) {
             if (errno == EINTR) {
                 memset(ev, 0, sizeof *ev);

@@ -92,6 +92,7 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev);
 enum { UML_FIX_NONE = 0, UML_FIX_TID = 1, UML_FIX_FORK = 2, UML_FIX_PYEXIT = 3 };
 void uml_set_fast_stops(struct uml_ctx *c, int enabled);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
+void uml_set_ticks(struct uml_ctx *c, int on);
 /* Resume a stopped task: PTRACE_SYSCALL when C owes it an exit stop, else CONT. */
 int uml_resume(struct uml_ctx *c, int tid, int sig);
 

@@ -42,6 +42,7 @@ struct uml_ctx {
     int reap;               /* a SIGCHLD came since the last empty waitpid */
     int rescue;             /* this waitpid follows a poll timeout, not a SIGCHLD */
     int tick;               /* a poll timed out: hand Python an EV_INTR */
+    int ticks;              /* Python has timed work: poll at most UML_REAP_MS */
     struct uml_attr_change *attr_log;   /* fastattr.c: changes Python has not adopted */
     uint32_t attr_count;
     int have_children;      /* that waitpid's verdict */

@@ -43,6 +43,7 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev);
 enum { UML_FIX_NONE = 0, UML_FIX_TID = 1, UML_FIX_FORK = 2, UML_FIX_PYEXIT = 3 };
 void uml_set_fast_stops(struct uml_ctx *c, int enabled);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
+void uml_set_ticks(struct uml_ctx *c, int on);
 int uml_resume(struct uml_ctx *c, int tid, int sig);
 enum { UML_FSTAT_CHECK_CTIME = 1, UML_FSTAT_LIVE_DATA = 2, UML_FSTAT_TMPFS_CTIME = 4,
        UML_FSTAT_SETATTR = 8 };

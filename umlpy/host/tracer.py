@@ -152,6 +152,10 @@ class Tracer:
         """Past it, fork and clone stop in Python (which gives EAGAIN)."""
         lib.uml_set_task_limit(self._ctx, limit)
 
+    def set_ticks(self, on: bool) -> None:
+        """While on, next_event returns EV_INTR after 100 ms without events."""
+        lib.uml_set_ticks(self._ctx, 1 if on else 0)
+
     def stats(self) -> dict:
         s = ffi.new("struct uml_stats *")
         lib.uml_get_stats(self._ctx, s)

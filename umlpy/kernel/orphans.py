@@ -30,6 +30,8 @@ FORK_NRS = frozenset(NR[n] for n in ("clone", "fork", "vfork", "clone3"))
 
 def hold(k, tid: int, status: int) -> None:
     """A first stop before its parent's event: hold it and note when."""
+    if not k.early_stops:
+        k.tracer.set_ticks(True)        # settle must run even if every guest sleeps
     k.early_stops[tid] = status
     k.early_since.setdefault(tid, time.monotonic())
 
@@ -37,7 +39,10 @@ def hold(k, tid: int, status: int) -> None:
 def release(k, tid: int):
     """The parent's event (or the child's death) came: the held status, if any."""
     k.early_since.pop(tid, None)
-    return k.early_stops.pop(tid, None)
+    status = k.early_stops.pop(tid, None)
+    if status is not None and not k.early_stops:
+        k.tracer.set_ticks(False)
+    return status
 
 
 def _someone_forking(k) -> bool:
