@@ -166,8 +166,8 @@ def parent_and_group(tid: int) -> Tuple[int, int]:
 
 
 def current_syscall(tid: int) -> Optional[int]:
-    """The syscall a stopped or sleeping host task is in; None while it runs
-    (or is in none: -1 is returned as such)."""
+    """The syscall number a stopped or sleeping host task is in (-1: none);
+    None while it runs."""
     first = read_proc_file(tid, "syscall").split(b" ", 1)[0].strip()
     return None if first == b"running" else int(first)
 

@@ -51,8 +51,7 @@ class Kernel:
         self.domainname = "(none)"
         self.init: Optional[ThreadGroup] = None
         self.init_status: Optional[int] = None
-        self.early_stops: dict = {}      # host tid -> first stop seen before its parent's event
-        self.early_since: dict = {}      # host tid -> when it was first held (orphans.py)
+        self.early_stops: dict = {}      # host tid -> when its first stop came, before its parent's event
         self.orphans_checked = 0.0       # when orphans.settle last looked
         self.warned: set = set()
         self.oopses = 0

@@ -78,8 +78,7 @@ def on_fork(k, ev) -> None:
             host.GuestMemory(parent.host_tid).write(ptid, struct.pack("<i", task.tid))
         except OSError:
             pass
-    early = orphans.release(k, child_tid)
-    if early is not None:
+    if orphans.release(k, child_tid):
         first_stop(k, task)
     if event and ptrace_stops.event_stop(k, parent, event):
         return
@@ -136,7 +135,7 @@ def on_trapstop(k, ev) -> None:
     if task is not None:
         task.ptrace_jobstop = 0     # SIGCONT ended a group stop (or an interrupt)
     if task is None:
-        orphans.hold(k, ev.tid, ev.status)    # our parent's event has not come yet
+        orphans.hold(k, ev.tid)     # our parent's event has not come yet
     elif not task.started:
         first_stop(k, task)
     elif task.ptrace is not None and ptrace_stops.trap_stop(k, task, ev.status, ev.msg):

@@ -5,9 +5,9 @@ it is (lifecycle.on_trapstop keeps it in Kernel.early_stops). A parent that is
 SIGKILLed inside fork, after the child exists but before its event stop,
 never reports that event: the child would wait forever, and with it the
 machine's shutdown. Such a child has not run one instruction of its own; it
-is killed (Linux would let it run as the first process's child, but its
-credentials and parent are lost with the event, and guessing them would hand
-it the wrong ones).
+is given a guest pid under its host parent (the first process, which reaps
+it) and killed. Linux would let it run, but its credentials and parent are
+lost with the event, and guessing them could hand it the wrong ones.
 
 A held child is settled as an orphan only when both hold:
 - it has waited ORPHAN_AFTER seconds (a parent reaches its event stop within
@@ -28,21 +28,19 @@ CHECK_EVERY = 0.1       # at most this often a look at every thread's /proc sysc
 FORK_NRS = frozenset(NR[n] for n in ("clone", "fork", "vfork", "clone3"))
 
 
-def hold(k, tid: int, status: int) -> None:
+def hold(k, tid: int) -> None:
     """A first stop before its parent's event: hold it and note when."""
     if not k.early_stops:
         k.tracer.set_ticks(True)        # settle must run even if every guest sleeps
-    k.early_stops[tid] = status
-    k.early_since.setdefault(tid, time.monotonic())
+    k.early_stops.setdefault(tid, time.monotonic())
 
 
-def release(k, tid: int):
-    """The parent's event (or the child's death) came: the held status, if any."""
-    k.early_since.pop(tid, None)
-    status = k.early_stops.pop(tid, None)
-    if status is not None and not k.early_stops:
+def release(k, tid: int) -> bool:
+    """The parent's event (or the child's death) came: was the child held?"""
+    held = k.early_stops.pop(tid, None) is not None
+    if held and not k.early_stops:
         k.tracer.set_ticks(False)
-    return status
+    return held
 
 
 def _someone_forking(k) -> bool:
@@ -66,8 +64,8 @@ def settle(k, everyone: bool = False) -> None:
         if now < k.orphans_checked + CHECK_EVERY:
             return
         k.orphans_checked = now
-    due = [tid for tid in k.early_stops
-           if everyone or now - k.early_since.get(tid, now) >= ORPHAN_AFTER]
+    due = [tid for tid, since in k.early_stops.items()
+           if everyone or now - since >= ORPHAN_AFTER]
     if not due or (not everyone and _someone_forking(k)):
         return
     for tid in due:
