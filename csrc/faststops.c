@@ -7,8 +7,9 @@
  *     task limit) run on the host, and a positive result becomes the child's
  *     guest pid once Python has mirrored the child (at the fork event, which
  *     comes first);
- *   - wait4(-1, ...) runs on the host; only its exit needs Python (the result
- *     is a host pid, and a reaped child frees its guest pid).
+ *   - wait4(-1, ...) runs on the host; only an exit that returns a child
+ *     needs Python (the result is a host pid, and a reaped child frees its
+ *     guest pid).
  * For those, C resumes the entry with PTRACE_SYSCALL and remembers in the
  * slot what the exit needs. Anything else, or a task someone debugs, goes to
  * Python as before.
@@ -77,6 +78,14 @@ static int on_exit_stop(struct uml_ctx *c, struct slot *s, struct uml_event *ev)
             return set_rax_and_go(ev->tid, child->gtid);
         break;              /* the child is gone already: Python knows its pid */
     }
+    case UML_FIX_PYEXIT:
+        /* wait4 found no child (ECHILD, WNOHANG's 0, EINTR): no host pid to
+         * show, none reaped. Python still sees it when someone debugs. */
+        if (ret <= 0 && c->fast_stops) {
+            ptrace(PTRACE_CONT, ev->tid, 0, 0);
+            return 1;
+        }
+        break;
     default:
         break;
     }
