@@ -70,7 +70,7 @@ static int tab_grow(struct uml_ctx *c) {
 
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid,
-                 unsigned int fsuid, unsigned int fsgid) {
+                 unsigned int fsuid, unsigned int fsgid, unsigned int ctx) {
     if (tid <= 0)
         return -EINVAL;
     struct slot *s = uml_tab_find(c, tid);
@@ -97,6 +97,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
     s->egid = egid;
     s->fsuid = fsuid;
     s->fsgid = fsgid;
+    s->ctx = ctx;
     return 0;
 }
 
@@ -440,7 +441,7 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             decode(c, p, st, ev);
             if (uml_fast_stop(c, ev))
                 continue;
-            uml_fstat_note_python(c, NULL);
+            uml_stop_note_python(c, ev);
             return 0;
         }
         if (c->reap) {

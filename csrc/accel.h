@@ -50,7 +50,7 @@ struct uml_stats {
     uint64_t notifs;
     uint64_t ptrace_stops;
     uint64_t c_stops;       /* ptrace stops answered in C (faststops.c) */
-    uint64_t fast_stats;    /* stat, lstat, fstat, newfstatat answered in C (fastnotif.c) */
+    uint64_t fast_stats;    /* stat, lstat, fstat, newfstatat, access answered in C (fastnotif.c) */
     uint64_t fast_attrs;    /* fchmod, fchown, futimens answered in C (fastattr.c) */
     uint64_t fast_creates;  /* open(O_CREAT) of a new tmpfs file answered in C (fastcreate.c) */
     uint64_t fast_opens;    /* open(O_RDONLY) of a published path answered in C (fastopen.c) */
@@ -202,7 +202,7 @@ int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
 /* The per-task table behind the fast path. */
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid,
-                 unsigned int fsuid, unsigned int fsgid);
+                 unsigned int fsuid, unsigned int fsgid, unsigned int ctx);
 int uml_task_del(struct uml_ctx *c, int tid);
 
 /* Debugging: a wake-up eventfd for uml_next (returns UML_EV_INTR), single-step. */

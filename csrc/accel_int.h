@@ -14,6 +14,7 @@ struct slot {
     int32_t gtid, gtgid, gppid;
     uint32_t uid, euid, gid, egid;
     uint32_t fsuid, fsgid;  /* whom file permissions see (fastattr.c) */
+    uint32_t ctx;           /* resolution context (statpath.c): 0 = none */
     uint8_t fix;            /* FIX_*: what its next syscall-exit stop needs (faststops.c) */
 };
 
@@ -98,7 +99,7 @@ UML_INTERNAL int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char
  * (fastopen.c) when open_dirfd is not -1. */
 struct path_slot {
     uint64_t gen;                   /* 0: never filled */
-    int32_t tid;
+    uint32_t ctx;                   /* the resolution context it answers for */
     int32_t err;                    /* the answer is this errno (ENOENT) */
     int32_t host_fd;                /* the kernel's descriptor to read live fields from, or -1 */
     uint16_t len;
@@ -114,7 +115,8 @@ struct path_slot {
 };
 /* statpath.c: the key of (dirfd, name) for task tid into key; its length or -1. */
 UML_INTERNAL int uml_path_key(int tid, int dirfd, const char *name, size_t len, char *key);
-/* statpath.c: task tid's published slot of key, in this generation, or NULL. */
+/* statpath.c: the published slot of key for task tid's resolution context,
+ * in this generation, or NULL. */
 UML_INTERNAL struct path_slot *uml_path_slot(struct uml_ctx *c, int tid, const char *key,
                                              size_t len, int nofollow);
 /* fastopen.c: open(O_RDONLY) of a path whose stat was published; 1 when answered. */
@@ -165,5 +167,7 @@ UML_INTERNAL int uml_fast_answer(struct uml_ctx *c, const struct seccomp_notif *
 /* fastnotif.c: an event goes to Python (req: the notification, or NULL for a
  * stop); unless it is a call that changes nothing, the views go void. */
 UML_INTERNAL void uml_fstat_note_python(struct uml_ctx *c, const struct seccomp_notif *req);
+/* fastnotif.c: the same for a ptrace stop going to Python. */
+UML_INTERNAL void uml_stop_note_python(struct uml_ctx *c, const struct uml_event *ev);
 
 #endif

@@ -97,7 +97,7 @@ int64_t uml_mem_write(int pid, uint64_t addr, const void *buf, uint64_t len);
 int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid,
-                 unsigned int fsuid, unsigned int fsgid);
+                 unsigned int fsuid, unsigned int fsgid, unsigned int ctx);
 int uml_task_del(struct uml_ctx *c, int tid);
 void uml_set_wake_fd(struct uml_ctx *c, int fd);
 int uml_singlestep(int tid, int sig);

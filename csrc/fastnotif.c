@@ -33,6 +33,7 @@
 #define FSTAT_SLOTS 4096            /* a cache: a colliding view replaces the older one */
 #define AT_EMPTY_PATH_FLAG 0x1000
 #define AT_SYMLINK_NOFOLLOW_FLAG 0x100
+#define AT_EACCESS_FLAG 0x200
 #define AT_NEWFSTATAT_FLAGS (0x100 | 0x1000 | 0x800)   /* NOFOLLOW, EMPTY_PATH, NO_AUTOMOUNT */
 
 struct fstat_slot {
@@ -106,6 +107,32 @@ static int changes_nothing(const struct seccomp_notif *req) {
 
 void uml_fstat_note_python(struct uml_ctx *c, const struct seccomp_notif *req) {
     if (req == NULL || !changes_nothing(req))
+        uml_fstat_forget(c);
+}
+
+/* Ptrace stops whose Python handlers change no name, attribute, credential
+ * or cwd: a fork mirrors the child, an exec checks the image and resumes, a
+ * death or a wait is bookkeeping (the host closed the descriptors), a signal
+ * gets its sender's guest pid. A fork+exec+wait loop then keeps
+ * what was published (ld.so's opens). Anything else may change them. */
+static int stop_changes_nothing(const struct uml_event *ev) {
+    switch (ev->kind) {
+    case UML_EV_FORK: case UML_EV_VFORK: case UML_EV_CLONE:
+    case UML_EV_EXEC: case UML_EV_EXITED: case UML_EV_KILLED:
+    case UML_EV_SIGNAL: case UML_EV_TRAPSTOP:
+        return 1;
+    case UML_EV_SECCOMP:
+        return ev->nr == SYS_execve || ev->nr == SYS_execveat
+               || ev->nr == SYS_wait4 || ev->nr == SYS_waitid;
+    case UML_EV_SYSEXIT:
+        return ev->nr == SYS_wait4 || ev->nr == SYS_waitid;
+    default:
+        return 0;
+    }
+}
+
+UML_INTERNAL void uml_stop_note_python(struct uml_ctx *c, const struct uml_event *ev) {
+    if (!stop_changes_nothing(ev))
         uml_fstat_forget(c);
 }
 
@@ -232,6 +259,42 @@ static int answer_stat(struct uml_ctx *c, const struct seccomp_notif *req) {
     return uml_answer_stat(c, req, buf, &gs, err);
 }
 
+/* access, faccessat and faccessat2 of a published path: its ENOENT (ld.so
+ * probes /etc/ld.so.preload at every exec), or F_OK of a name that exists.
+ * Permission bits need the groups and the mount's read-only flag: Python.
+ * 1 when answered. */
+static int answer_access(struct uml_ctx *c, const struct seccomp_notif *req) {
+    const __u64 *a = req->data.args;
+    int tid = (int)req->pid;
+    int dirfd = AT_FDCWD, nofollow = 0;
+    uint64_t path = a[0];
+    uint32_t mode = (uint32_t)a[1];
+    if (req->data.nr != SYS_access) {
+        dirfd = (int)a[0];
+        path = a[1];
+        mode = (uint32_t)a[2];
+        if (req->data.nr == SYS_faccessat2) {
+            if (a[3] & ~(uint64_t)(AT_EACCESS_FLAG | AT_SYMLINK_NOFOLLOW_FLAG))
+                return 0;           /* AT_EMPTY_PATH, or an invalid flag */
+            nofollow = (a[3] & AT_SYMLINK_NOFOLLOW_FLAG) != 0;
+        }
+    }
+    if ((mode & ~7u) || c->paths == NULL || !uml_tab_find(c, (int32_t)tid))
+        return 0;
+    char name[UML_PATH_KEY_MAX], key[UML_PATH_KEY_MAX];
+    int64_t len = path ? uml_mem_read_str(tid, path, name, sizeof name) : -EFAULT;
+    if (len <= 0)
+        return 0;                   /* EFAULT, empty, or longer than the cache keeps */
+    int key_len = uml_path_key(tid, dirfd, name, (size_t)len, key);
+    const struct path_slot *s = key_len < 0 ? NULL
+                                : uml_path_slot(c, tid, key, (size_t)key_len, nofollow);
+    if (s == NULL || (s->err == 0 && mode != 0))
+        return 0;
+    uml_answer(c, req, 0, s->err);
+    c->stats.fast_stats++;
+    return 1;
+}
+
 /* getpid and friends, from the per-task table. */
 static int answer_ids(struct uml_ctx *c, const struct seccomp_notif *req) {
     int64_t val;
@@ -264,6 +327,8 @@ int uml_fast_answer(struct uml_ctx *c, const struct seccomp_notif *req) {
     switch (req->data.nr) {
     case SYS_fstat: case SYS_stat: case SYS_lstat: case SYS_newfstatat:
         return answer_stat(c, req);
+    case SYS_access: case SYS_faccessat: case SYS_faccessat2:
+        return answer_access(c, req);
     case SYS_fchmod: case SYS_fchown: case SYS_utimensat:
         return uml_answer_setattr(c, req);
     case SYS_open: case SYS_openat:

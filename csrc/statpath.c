@@ -4,16 +4,19 @@
  * over. When the kernel in Python resolves a stat whose walk it may cache
  * (file systems whose names only the VFS changes, no magic link) and whose
  * answer cannot change without the kernel's knowing, it publishes the answer
- * here, keyed by the asking task, the path text and whether the last
- * component is followed. The answer holds while the generation of
- * fastnotif.c stands, which any call that may change names or attributes
- * ends. The task's root and cwd cannot change without a call that ends the
- * generation (chdir, chroot, setns, ...). A path from a directory descriptor
- * (fstatat(dirfd, name): ls -l, tar c, find) is keyed by the descriptor's
- * host object instead: the kernel gives every open of a directory a host
- * directory of its own (a stand-in), whose identity (device, inode, ctime)
- * C reads with a stat of /proc/TID/fd/N. The key is then a NUL byte, those
- * three numbers and the path text, which no guest path can begin with.
+ * here, keyed by the asking task's resolution context, the path text and
+ * whether the last component is followed. Tasks whose root, cwd and
+ * credentials are the same share a context (umlpy/kernel/contexts.py), so a
+ * child finds what its parent or an earlier sibling published. The answer
+ * holds while the generation of fastnotif.c stands, which any call that may
+ * change names or attributes ends. A task whose root, cwd or credentials
+ * change (chdir, chroot, setuid, ...) gets a new context. A path from a
+ * directory descriptor (fstatat(dirfd, name): ls -l, tar c, find) is keyed
+ * by the descriptor's host object in place of its text: the kernel gives
+ * every open of a directory a host directory of its own (a stand-in), whose
+ * identity (device, inode, ctime) C reads with a stat of /proc/TID/fd/N. The
+ * key is then a NUL byte, those three numbers and the path text, which no
+ * guest path can begin with.
  */
 #define _GNU_SOURCE
 #include "accel.h"
@@ -28,8 +31,14 @@
 
 #define PATH_SLOTS 4096             /* a cache: a colliding answer replaces the older one */
 
-static uint32_t slot_of(int tid, const char *name, size_t len, int nofollow) {
-    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)(uint32_t)tid ^ ((uint64_t)nofollow << 40);
+/* Task tid's resolution context, 0 when it has none (not in the table). */
+static uint32_t context_of(struct uml_ctx *c, int tid) {
+    const struct slot *t = uml_tab_find(c, tid);
+    return t ? t->ctx : 0;
+}
+
+static uint32_t slot_of(uint32_t ctx, const char *name, size_t len, int nofollow) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)ctx ^ ((uint64_t)nofollow << 40);
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)name[i];
         h *= 0x100000001b3ULL;
@@ -41,13 +50,16 @@ int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, i
                      int err, int host_fd, const struct uml_fstat *view) {
     if (len == 0 || len >= UML_PATH_KEY_MAX)
         return -ENAMETOOLONG;
+    uint32_t ctx = context_of(c, tid);
+    if (ctx == 0)
+        return -ESRCH;
     if (!c->paths) {
         c->paths = calloc(PATH_SLOTS, sizeof *c->paths);
         if (!c->paths)
             return -ENOMEM;
     }
-    struct path_slot *s = &c->paths[slot_of(tid, name, len, nofollow != 0)];
-    s->tid = tid;
+    struct path_slot *s = &c->paths[slot_of(ctx, name, len, nofollow != 0)];
+    s->ctx = ctx;
     s->err = err;
     s->host_fd = host_fd;
     s->len = (uint16_t)len;
@@ -107,10 +119,11 @@ UML_INTERNAL int uml_path_key(int tid, int dirfd, const char *name, size_t len, 
 
 UML_INTERNAL struct path_slot *uml_path_slot(struct uml_ctx *c, int tid, const char *key,
                                              size_t len, int nofollow) {
-    if (c->paths == NULL)
+    uint32_t ctx = c->paths == NULL ? 0 : context_of(c, tid);
+    if (ctx == 0)
         return NULL;
-    struct path_slot *s = &c->paths[slot_of(tid, key, len, nofollow != 0)];
-    if (s->gen != uml_stat_generation(c) || s->tid != tid || s->len != len
+    struct path_slot *s = &c->paths[slot_of(ctx, key, len, nofollow != 0)];
+    if (s->gen != uml_stat_generation(c) || s->ctx != ctx || s->len != len
         || s->nofollow != (nofollow != 0) || memcmp(s->name, key, len) != 0)
         return NULL;
     return s;

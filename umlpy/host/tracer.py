@@ -234,8 +234,10 @@ class Tracer:
 
     # ---- the fast-path table ----
     def task_set(self, tid: int, gtid: int, gtgid: int, gppid: int, uid: int, euid: int,
-                 gid: int, egid: int, fsuid: int, fsgid: int) -> None:
-        lib.uml_task_set(self._ctx, tid, gtid, gtgid, gppid, uid, euid, gid, egid, fsuid, fsgid)
+                 gid: int, egid: int, fsuid: int, fsgid: int, ctx: int) -> None:
+        """ctx: the task's resolution context (umlpy/kernel/contexts.py), 0 for none."""
+        lib.uml_task_set(self._ctx, tid, gtid, gtgid, gppid, uid, euid, gid, egid, fsuid, fsgid,
+                         ctx)
 
     def task_del(self, tid: int) -> None:
         lib.uml_task_del(self._ctx, tid)

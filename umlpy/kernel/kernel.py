@@ -20,6 +20,7 @@ from typing import List, Optional
 import umlpy.syscalls  # noqa: F401  (registers every handler)
 from umlpy.host import tracer as host
 from umlpy.kernel import lifecycle, orphans
+from umlpy.kernel.contexts import Contexts
 from umlpy.kernel.fds import Fds
 from umlpy.kernel.klog import KERN_ALERT, KernelLog
 from umlpy.kernel.loader import Loader
@@ -42,6 +43,7 @@ class Kernel:
         self.cad_reboots = True     # Ctrl-Alt-Del restarts (reboot(CAD_ON)), else SIGINT to init
         self.tracer = host.Tracer()
         self.pids = PidNamespace()
+        self.contexts = Contexts()
         self.keeper = None      # umlpy.host.keeper.Keeper: holds the exec images
         self.loader = Loader(vfs, os.path.join(vfs.scratch, "exec"), self.get_keeper)
         self.fds = Fds(self)
@@ -144,11 +146,19 @@ class Kernel:
     def mirror(self, task: Task) -> None:
         c = task.creds
         self.tracer.task_set(task.host_tid, task.tid, task.group.tgid, task.group.ppid,
-                             c.ruid, c.euid, c.rgid, c.egid, c.fsuid, c.fsgid)
+                             c.ruid, c.euid, c.rgid, c.egid, c.fsuid, c.fsgid,
+                             self.contexts.id_of(task))
 
     def mirror_group(self, group: ThreadGroup) -> None:
         for t in group.threads.values():
             self.mirror(t)
+
+    def mirror_sharers(self, fs: Optional[FsContext] = None) -> None:
+        """A cwd or root changed: mirror every task sharing that FsContext
+        (CLONE_FS), or every task (None), for its new resolution context."""
+        for t in self.pids.tasks.values():
+            if fs is None or t.fs is fs:
+                self.mirror(t)
 
     # ---- dispatch ----
     def dispatch(self, ev) -> None:

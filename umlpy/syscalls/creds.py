@@ -103,6 +103,7 @@ def sys_setfsuid(c: Call) -> int:
     ids = (getattr(cr, "r" + kind), getattr(cr, "e" + kind), getattr(cr, "s" + kind), old)
     if new != KEEP and (cr.privileged or new in ids):
         setattr(cr, "fs" + kind, new)
+        c.kernel.mirror(c.task)     # C checks permissions with the fs ids
     return old
 
 
@@ -130,4 +131,4 @@ def sys_setgroups(c: Call) -> int:
         return -errno.EINVAL
     data = c.mem.read(c.ptr(1), 4 * size) if size else b""
     c.task.creds.groups = sorted(set(struct.unpack(f"<{size}I", data)))
-    return 0
+    return _done(c)         # a new resolution context

@@ -11,7 +11,7 @@ import errno
 import os
 import stat as st
 import struct
-from typing import Optional
+from typing import Optional, Tuple
 
 from umlpy.syscalls import statcache
 from umlpy.syscalls.call import AT_FDCWD, Call, Deferred, Fd
@@ -174,7 +174,12 @@ def stat_path(c: Call, dirfd: int, path: Optional[str], flags: int):
     give again when the walk and the attributes allow (statcache)."""
     if not path:
         return stat_at(c, dirfd, path, flags)[0]
-    nofollow = bool(flags & AT_SYMLINK_NOFOLLOW)
+    return _walk_published(c, dirfd, path, bool(flags & AT_SYMLINK_NOFOLLOW))[1]
+
+
+def _walk_published(c: Call, dirfd: int, path: str, nofollow: bool) -> Tuple[Path, object]:
+    """The Path and Attr that non-empty `path` names; the answer (or its
+    ENOENT) is published for the accelerator when the walk allows."""
     dir_handle = None
     prefix = b""            # absolute, or from the cwd
     if path[:1] == "/" or dirfd == AT_FDCWD:
@@ -195,7 +200,7 @@ def stat_path(c: Call, dirfd: int, path: Optional[str], flags: int):
         statcache.publish_path(c, key, nofollow, lk.path.inode, a, lk.path)
         if dir_handle is not None and dir_handle.listing is not None and "/" not in path:
             statcache.publish_listing_ahead(c, dir_handle, prefix, path, nofollow)
-    return a
+    return lk.path, a
 
 
 @syscall("stat", "lstat")
@@ -238,7 +243,10 @@ def sys_statx(c: Call) -> int:
 def access_at(c: Call, dirfd: int, path: Optional[str], mode: int, flags: int) -> int:
     if mode & ~7 or flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         return -errno.EINVAL
-    p = object_at(c, dirfd, path, flags)
+    if path:                # ld.so's probe of /etc/ld.so.preload: C answers the next
+        p = _walk_published(c, dirfd, path, bool(flags & AT_SYMLINK_NOFOLLOW))[0]
+    else:
+        p = object_at(c, dirfd, path, flags)
     creds = c.task.creds
     if not flags & AT_EACCESS:          # access(2) checks with the real ids
         creds = creds.clone()

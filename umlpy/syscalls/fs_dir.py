@@ -110,12 +110,14 @@ def _enter(c: Call, p: Path) -> Path:
 @syscall("chdir")
 def sys_chdir(c: Call) -> int:
     c.task.fs.cwd = _enter(c, walk(c, AT_FDCWD, c.path(0), True).must_exist())
+    c.kernel.mirror_sharers(c.task.fs)
     return 0
 
 
 @syscall("fchdir")
 def sys_fchdir(c: Call) -> int:
     c.task.fs.cwd = _enter(c, c.kernel.fds.dir_path(c.task, c.fd(0)))
+    c.kernel.mirror_sharers(c.task.fs)
     return 0
 
 
@@ -125,6 +127,7 @@ def sys_chroot(c: Call) -> int:
     if c.task.creds.euid != 0:
         return -errno.EPERM
     c.task.fs.root = p
+    c.kernel.mirror_sharers(c.task.fs)
     return 0
 
 

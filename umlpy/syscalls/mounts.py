@@ -180,4 +180,5 @@ def sys_pivot_root(c: Call) -> int:
             task.fs.root = new_root
         if task.fs.cwd.same(old_root):
             task.fs.cwd = new_root
+    c.kernel.mirror_sharers()
     return 0
