@@ -87,7 +87,14 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
     if flags & os.O_CREAT or tmpfile:
         mode = mode & 0o7777 & ~c.task.fs.umask
     follow = not flags & os.O_NOFOLLOW and not (flags & os.O_CREAT and flags & os.O_EXCL)
-    lk = walk(c, dirfd, path, follow or tmpfile, resolve)
+    try:
+        lk = walk(c, dirfd, path, follow or tmpfile, resolve)
+    except FileNotFoundError:       # a directory on the way is missing
+        _missing(c, dirfd, path, flags, resolve)
+        raise
+    if lk.path is None and not flags & os.O_CREAT and not tmpfile:
+        _missing(c, dirfd, path, flags, resolve)
+        raise OSError(errno.ENOENT, "no such file or directory")
     if lk.trailing_slash and flags & os.O_CREAT and lk.path is None:
         raise OSError(errno.EISDIR, "is a directory")
     if not lk.name and lk.path is not None and flags & os.O_CREAT and not tmpfile:
@@ -107,6 +114,13 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
         elif flags & (os.O_ACCMODE | os.O_CREAT | os.O_TRUNC) == os.O_RDONLY and not resolve:
             statcache.publish_opened_path(c, dirfd, path, bool(flags & os.O_NOFOLLOW), res.path)
     return Fd(res.fd, cloexec)
+
+
+def _missing(c: Call, dirfd: int, path: str, flags: int, resolve: int) -> None:
+    """A read-only open found no such file: C may give the next one its
+    ENOENT (ld.so searches the same missing paths at every exec)."""
+    if not resolve and flags & (os.O_ACCMODE | os.O_TRUNC) == os.O_RDONLY:
+        statcache.publish_missing(c, dirfd, path, bool(flags & os.O_NOFOLLOW))
 
 
 def _open_fifo(host_path: str, flags: int) -> int:
@@ -177,21 +191,33 @@ def stat_path(c: Call, dirfd: int, path: Optional[str], flags: int):
     return _walk_published(c, dirfd, path, bool(flags & AT_SYMLINK_NOFOLLOW))[1]
 
 
+def _walk_or_none(c: Call, dirfd: int, path: str, follow: bool) -> Optional[Lookup]:
+    """walk(), or None when a directory on the way is missing (ENOENT)."""
+    try:
+        return walk(c, dirfd, path, follow)
+    except FileNotFoundError:
+        return None
+
+
 def _walk_published(c: Call, dirfd: int, path: str, nofollow: bool) -> Tuple[Path, object]:
     """The Path and Attr that non-empty `path` names; the answer (or its
     ENOENT) is published for the accelerator when the walk allows."""
     dir_handle = None
     prefix = b""            # absolute, or from the cwd
     if path[:1] == "/" or dirfd == AT_FDCWD:
-        lk = walk(c, dirfd, path, not nofollow)
+        lk = _walk_or_none(c, dirfd, path, not nofollow)
     else:                   # from a directory descriptor: keyed by its host object
         s, dir_handle = c.kernel.fds.dir_handle(c.task, dirfd)
         prefix = statcache.dir_key(s)
         t = c.task
-        lk = c.kernel.vfs.walker.walk(path, dir_handle.path, t.fs.root, t.creds, not nofollow)
+        try:
+            lk = c.kernel.vfs.walker.walk(path, dir_handle.path, t.fs.root, t.creds,
+                                          not nofollow)
+        except FileNotFoundError:   # a directory on the way is missing
+            lk = None
     key = prefix + os.fsencode(path)
     stable = c.kernel.vfs.walker.last_stable
-    if lk.path is None:
+    if lk is None or lk.path is None:
         if stable:
             statcache.publish_path(c, key, nofollow, None, None)
         raise OSError(errno.ENOENT, "no such file or directory")

@@ -260,6 +260,16 @@ def publish_opened_path(c: Call, dirfd: int, path: str, nofollow: bool, p: Path)
     publish_path(c, _walk_key(c, dirfd, path), nofollow, p.inode, ops.getattr_of(p), p)
 
 
+def publish_missing(c: Call, dirfd: int, path: str, nofollow: bool) -> None:
+    """The calling task's walk of `path` found no such file (the last name,
+    or a directory on the way): C may answer the same walk with ENOENT.
+    nofollow: as walked (a dangling symbolic link is missing only when
+    followed)."""
+    if not c.kernel.tracer.publish_stats or not c.kernel.vfs.walker.last_stable:
+        return
+    publish_path(c, _walk_key(c, dirfd, path), nofollow, None, None)
+
+
 def adopt_opens(kernel) -> None:
     """Note where the descriptors the accelerator opened were opened by."""
     handles = kernel.vfs.handles

@@ -219,6 +219,7 @@ class Walker:
                 if inode is None:
                     if last:
                         return Lookup(cur, comp, None, trailing), stable
+                    self.last_stable = stable   # this ENOENT may be remembered too
                     raise
             child = self._down_mounts(cur.child(comp, inode), resolve)
             mode = child.inode.mode
