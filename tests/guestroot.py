@@ -19,6 +19,7 @@ and (in the tests, only when root) by ``chroot``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
@@ -382,3 +383,15 @@ def describe(res: subprocess.CompletedProcess) -> str:
     """A readable account of a guest run, for assertion messages."""
     return (f"\ncommand: {res.args!r}\nexit status: {res.returncode}\n"
             f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+
+
+def run_shell_like_native(native: str, command: str, timeout: float = 120
+                          ) -> subprocess.CompletedProcess:
+    """Run shell `command` in the default guest with --counters; its output
+    must equal `native` (what the same program printed on the host)."""
+    res = run_umlpy(umlpy_run(["/bin/sh", "-c", command], ["--counters"]), timeout=timeout)
+    assert res.returncode == 0, res.stdout + res.stderr
+    diff = "".join(difflib.unified_diff(native.splitlines(True), res.stdout.splitlines(True),
+                                        "native", "guest", n=1))
+    assert not diff, diff + res.stderr
+    return res
