@@ -6,11 +6,12 @@
  * (statpath.c) for a regular file the task may read, it says how the file is
  * opened: a host file below a hostfs root (openat2, confined), or a tmpfs
  * file's memfd (reopened through /proc/self/fd). An open(O_RDONLY) of that
- * path by that task is then made here: the host object opened, checked to be
- * the one published (a host file replaced behind the kernel goes to Python),
- * installed in the guest (ADDFD), its view published for fstat, and a note
- * logged for the kernel to adopt before its next event (the descriptor's
- * place in the guest's namespace: umlpy.vfs.handles). A published ENOENT is
+ * path by a task of the same resolution context (statpath.c) is then made
+ * here: the host object opened, checked to be the one published (a host file
+ * replaced behind the kernel goes to Python), installed in the guest (ADDFD),
+ * its view published for fstat, and a note logged for the kernel to adopt
+ * before its next event (the descriptor's place in the guest's namespace:
+ * umlpy.vfs.handles). A published ENOENT is
  * given as is. Anything else (writing, O_CREAT, O_TRUNC, O_NOATIME, O_PATH,
  * O_DIRECTORY, a full log, any error) goes to Python.
  */

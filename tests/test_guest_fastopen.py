@@ -1,7 +1,7 @@
 """Opens for reading answered by the accelerator (csrc/fastopen.c).
 
 After the kernel publishes a path's stat, an open(O_RDONLY) of that path by
-the same task may be made in C: a tmpfs file's memfd reopened, or a file of
+a task of the same resolution context may be made in C: a tmpfs file's memfd reopened, or a file of
 the overlay's read-only host layer opened below its root. One Python script
 (OPENSEQ) stats then opens files every way a program does and looks at what
 it got (fstat against stat, the data, F_GETFL, /proc/self/fd): files of the

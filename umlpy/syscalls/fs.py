@@ -191,30 +191,21 @@ def stat_path(c: Call, dirfd: int, path: Optional[str], flags: int):
     return _walk_published(c, dirfd, path, bool(flags & AT_SYMLINK_NOFOLLOW))[1]
 
 
-def _walk_or_none(c: Call, dirfd: int, path: str, follow: bool) -> Optional[Lookup]:
-    """walk(), or None when a directory on the way is missing (ENOENT)."""
-    try:
-        return walk(c, dirfd, path, follow)
-    except FileNotFoundError:
-        return None
-
-
 def _walk_published(c: Call, dirfd: int, path: str, nofollow: bool) -> Tuple[Path, object]:
     """The Path and Attr that non-empty `path` names; the answer (or its
     ENOENT) is published for the accelerator when the walk allows."""
+    t = c.task
     dir_handle = None
     prefix = b""            # absolute, or from the cwd
-    if path[:1] == "/" or dirfd == AT_FDCWD:
-        lk = _walk_or_none(c, dirfd, path, not nofollow)
-    else:                   # from a directory descriptor: keyed by its host object
-        s, dir_handle = c.kernel.fds.dir_handle(c.task, dirfd)
+    start = t.fs.cwd
+    if path[:1] != "/" and dirfd != AT_FDCWD:   # keyed by the descriptor's host object
+        s, dir_handle = c.kernel.fds.dir_handle(t, dirfd)
         prefix = statcache.dir_key(s)
-        t = c.task
-        try:
-            lk = c.kernel.vfs.walker.walk(path, dir_handle.path, t.fs.root, t.creds,
-                                          not nofollow)
-        except FileNotFoundError:   # a directory on the way is missing
-            lk = None
+        start = dir_handle.path
+    try:
+        lk = c.kernel.vfs.walker.walk(path, start, t.fs.root, t.creds, not nofollow)
+    except FileNotFoundError:   # a directory on the way is missing
+        lk = None
     key = prefix + os.fsencode(path)
     stable = c.kernel.vfs.walker.last_stable
     if lk is None or lk.path is None:

@@ -3,10 +3,11 @@
 
 After the kernel answers an fstat, a read-only open or a stat of a path, it
 publishes what it answered when the inode allows (Inode.stat_view). The
-accelerator gives it again to the next fstat of that host object, or stat of
-that path by the same task, until the kernel handles any call that may
-change names or attributes: the accelerator ends every published answer
-then, by itself.
+accelerator gives it again to the next fstat of that host object, or stat,
+access or read-only open of that path by a task of the same resolution
+context (umlpy/kernel/contexts.py), until the kernel handles any call or
+stop that may change names or attributes: the accelerator ends every
+published answer then, by itself.
 
 After the kernel creates a file in a tmpfs directory, it publishes that
 directory for the creating task and the path text that led there: the
