@@ -30,6 +30,9 @@
 #endif
 
 #define PAGE 4096
+/* Linux 6.6's uapi, newer than some build hosts' headers */
+#define UML_SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#define UML_SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP 1UL
 
 /* ---- per-task table: open addressing, linear probing, backward-shift delete ---- */
 
@@ -313,6 +316,12 @@ int uml_spawn(struct uml_ctx *c, const char *path, char *const argv[], char *con
     if (c->lfd >= 0)
         close(c->lfd);
     c->lfd = lfd;
+    /* Linux 6.6+: the guest and this thread wake each other on the waker's
+     * CPU. Without it, a notification between two CPUs costs a cross-CPU
+     * wake-up each way (getpid 52 us free against 5.5 us pinned here); with
+     * it, 5.5 us either way. Older kernels refuse the ioctl (EINVAL): they
+     * keep the slower wake-ups, nothing else changes. */
+    (void)!ioctl(lfd, UML_SECCOMP_IOCTL_NOTIF_SET_FLAGS, UML_SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
     (void)!write(sv[0], "g", 1);
     close(sv[0]);
     return pid;
