@@ -159,7 +159,9 @@ struct uml_ctx *uml_new(void) {
     sigaddset(&set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     c->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (!c->tab || !c->req || c->sigfd < 0 || c->sizes.seccomp_notif_resp > UML_RESP_MAX) {
+    c->self_fds = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (!c->tab || !c->req || c->sigfd < 0 || c->self_fds < 0
+            || c->sizes.seccomp_notif_resp > UML_RESP_MAX) {
         uml_free(c);
         return NULL;
     }
@@ -173,6 +175,8 @@ void uml_free(struct uml_ctx *c) {
         close(c->lfd);
     if (c->sigfd >= 0)
         close(c->sigfd);
+    if (c->self_fds >= 0)
+        close(c->self_fds);
     free(c->req);
     free(c->tab);
     free(c->fstats);

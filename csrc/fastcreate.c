@@ -207,11 +207,11 @@ static int make_file(struct uml_ctx *c, const struct seccomp_notif *req, struct 
     int mfd = memfd_create(memfd_name, MFD_CLOEXEC);
     if (mfd < 0)
         return 0;
-    char proc[32];
+    char name_of_mfd[16];
     struct stat ms;
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", mfd);
-    int gfd = fstat(mfd, &ms) == 0
-              ? open(proc, (int)(flags & DESCRIPTION_FLAGS) | O_CLOEXEC) : -1;
+    snprintf(name_of_mfd, sizeof name_of_mfd, "%d", mfd);
+    int gfd = fstat(mfd, &ms) == 0     /* the guest's own open description of it */
+              ? openat(c->self_fds, name_of_mfd, (int)(flags & DESCRIPTION_FLAGS) | O_CLOEXEC) : -1;
     if (gfd < 0) {
         close(mfd);
         return 0;

@@ -19,6 +19,7 @@ import stat as st
 import weakref
 from typing import Dict, Iterable, Optional, Tuple
 
+from umlpy.fs import hostcalls
 from umlpy.fs.ext2 import constants as ext2c
 from umlpy.fs.ext2.volume import Ext2Volume
 from umlpy.vfs.inode import Attr, FileSystem, Inode, StatFs, check_name, dtype_of
@@ -201,7 +202,7 @@ class Ext2Inode(Inode):
             self.fs.check_writable()
         if not st.S_ISREG(self.mode):
             raise OSError(errno.ENXIO, "no such device or address")
-        return os.open(f"/proc/self/fd/{self.memfd()}", (flags & _OPEN_KEEP) | os.O_CLOEXEC)
+        return hostcalls.reopen(self.memfd(), (flags & _OPEN_KEEP) | os.O_CLOEXEC)
 
     def host_key(self) -> Optional[Tuple[int, int]]:
         self.memfd()

@@ -1,4 +1,5 @@
-"""Host calls Python's os module lacks (renameat2, utimensat with UTIME_OMIT, fstatfs)."""
+"""Host calls Python's os module lacks (renameat2, utimensat with UTIME_OMIT, fstatfs),
+and a cheaper reopen of one of our own descriptors."""
 from __future__ import annotations
 
 import ctypes
@@ -43,6 +44,23 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0,
     if fd < 0:
         _fail(path)
     return fd
+
+
+_self_fds = -1      # /proc/self/fd, held: a reopen then walks one name, not four
+
+
+def self_fds() -> int:
+    """Our descriptor of /proc/self/fd (opened once, kept)."""
+    global _self_fds
+    if _self_fds < 0:
+        _self_fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return _self_fds
+
+
+def reopen(fd: int, flags: int) -> int:
+    """A new open file description of the object behind our descriptor fd
+    (a memfd has no other name), with `flags`."""
+    return os.open(str(fd), flags, dir_fd=self_fds())
 
 
 def renameat2(odirfd: int, oname: str, ndirfd: int, nname: str, flags: int) -> None:

@@ -17,6 +17,7 @@ import stat as st
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
+from umlpy.fs import hostcalls
 from umlpy.vfs.inode import Attr, FileSystem, Inode, StatFs, dtype_of
 
 Text = Union[str, bytes]
@@ -44,7 +45,7 @@ def snapshot_fd(data: Text, flags: int = os.O_RDONLY, name: str = "umlpy-synth")
         fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, SEALS)
         # A new open file description, read-only: writes fail EBADF natively,
         # and it does not share the writer's offset.
-        return os.open(f"/proc/self/fd/{mfd}", os.O_RDONLY | os.O_CLOEXEC | (flags & KEPT_FLAGS))
+        return hostcalls.reopen(mfd, os.O_RDONLY | os.O_CLOEXEC | (flags & KEPT_FLAGS))
     finally:
         os.close(mfd)
 

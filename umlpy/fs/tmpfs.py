@@ -18,7 +18,7 @@ setattr(size=) (truncate by path, O_TRUNC, copy-up), a native write can pass
 it. statfs reports the files' allocated blocks either way.
 
 A memfd is closed when its inode has no name left and no Python reference
-(weakref.finalize), not at nlink 0: an O_TMPFILE file or an unlinked file
+(TmpFile.__del__), not at nlink 0: an O_TMPFILE file or an unlinked file
 reopened through /proc/PID/fd still needs it. Guest descriptors are separate
 open descriptions of the memfd, so they keep working after our close. Every
 non-empty file holds one kernel descriptor: RLIMIT_NOFILE bounds their count.

@@ -9,7 +9,7 @@ import stat as st
 import weakref
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
-from umlpy.fs import tmpfs_backing
+from umlpy.fs import hostcalls, tmpfs_backing
 from umlpy.fs.xattrs import XattrStore
 from umlpy.vfs.inode import (STAT_LIVE_DATA, STAT_SETATTR, STAT_TMPFS_CTIME, Attr, Inode, OpenRecipe,
                              StatView, now_ns)
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from umlpy.fs.tmpfs import TmpFs
 
 PAGE_SIZE = 4096
-AT_FDCWD = -100
 # flags a reopen of the memfd keeps: access mode and status flags
 _OPEN_KEEP = (os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_SYNC
               | os.O_DSYNC | os.O_NOATIME | os.O_LARGEFILE)
@@ -177,12 +176,21 @@ class TmpFile(TmpInode):
     def hold_memfd(self, fd: int, key: Tuple[int, int], host_ctime_ns: int) -> None:
         """Keep fd, host object `key` whose ctime is host_ctime_ns, as this
         file's page cache (closed with the inode)."""
-        weakref.finalize(self, _close_quietly, fd)
-        self._fd = fd
+        self._fd = fd                   # closed by __del__
         self._ctime_seen = host_ctime_ns
         self._key = key
         self.fs._files[self.ino] = self
         _by_host_key[key] = self
+
+    def __del__(self) -> None:
+        # not weakref.finalize: that costs a microsecond at every create
+        # (tar x adopts thousands), this one nothing until the file goes
+        fd = getattr(self, "_fd", -1)   # (an __init__ that raised)
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except (OSError, TypeError):    # TypeError: at interpreter exit
+                pass
 
     def allocated(self) -> int:
         return os.fstat(self._fd).st_blocks * 512 if self._fd >= 0 else 0
@@ -237,7 +245,7 @@ class TmpFile(TmpInode):
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self._rw()
         fd = self.memfd()
-        return os.open(f"/proc/self/fd/{fd}", (flags & _OPEN_KEEP) | os.O_CLOEXEC)
+        return hostcalls.reopen(fd, (flags & _OPEN_KEEP) | os.O_CLOEXEC)
 
     def host_key(self) -> Optional[Tuple[int, int]]:
         self.memfd()
@@ -247,7 +255,7 @@ class TmpFile(TmpInode):
         # open() reopens the memfd (an empty file may have none yet: the kernel makes it)
         if self._fd < 0:
             return None
-        return AT_FDCWD, f"/proc/self/fd/{self._fd}", 0, 0
+        return hostcalls.self_fds(), str(self._fd), 0, 0
 
     def stat_view(self) -> Optional[StatView]:
         # size and times live in the memfd; a native write moves its ctime

@@ -13,6 +13,7 @@ import stat as st
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from umlpy.fs import hostcalls
 from umlpy.host import procinfo
 from umlpy.vfs.handles import Handle
 from umlpy.vfs.mount import Path
@@ -121,7 +122,7 @@ class Fds:
             s = os.fstat(k)
             if st.S_ISSOCK(s.st_mode):
                 raise OSError(errno.ENXIO, "no such device or address")
-            return os.open(f"/proc/self/fd/{k}", (flags & ~os.O_CREAT) | os.O_CLOEXEC | os.O_NOCTTY)
+            return hostcalls.reopen(k, (flags & ~os.O_CREAT) | os.O_CLOEXEC | os.O_NOCTTY)
         finally:
             os.close(k)
 
