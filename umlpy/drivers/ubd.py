@@ -21,16 +21,13 @@ from umlpy.block.device import BlockDevice
 from umlpy.block.options import UbdSpec, device_name
 from umlpy.block.ubd import open_ubd
 from umlpy.drivers import chardev
+from umlpy.drivers.block_ioctls import (BLKALIGNOFF, BLKBSZGET, BLKDISCARDZEROES, BLKFLSBUF,
+                                        BLKGETSIZE, BLKGETSIZE64, BLKIOMIN, BLKIOOPT, BLKPBSZGET,
+                                        BLKROGET, BLKRRPART, BLKSSZGET)
 
 UBD_MAJOR = 98
 MINORS_PER_DEVICE = 16
 
-# block ioctls (linux/fs.h), answered for ubd nodes
-BLKROGET, BLKRRPART, BLKGETSIZE, BLKFLSBUF = 0x125E, 0x125F, 0x1260, 0x1261
-BLKSSZGET, BLKIOMIN, BLKIOOPT, BLKALIGNOFF, BLKPBSZGET = 0x1268, 0x1278, 0x1279, 0x127A, 0x127B
-BLKDISCARDZEROES, BLKBSZGET, BLKGETSIZE64 = 0x127C, 0x80081270, 0x80081272
-BLOCK_IOCTLS = (BLKROGET, BLKRRPART, BLKGETSIZE, BLKFLSBUF, BLKSSZGET, BLKIOMIN, BLKIOOPT,
-                BLKALIGNOFF, BLKPBSZGET, BLKDISCARDZEROES, BLKBSZGET, BLKGETSIZE64)
 
 
 @dataclass

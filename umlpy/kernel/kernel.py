@@ -9,7 +9,6 @@ kernel and every other task go on.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import signal
 import sys
@@ -29,7 +28,6 @@ from umlpy.syscalls import registry, statcache
 from umlpy.syscalls.call import PASS, Call, Deferred, Fd, s64
 from umlpy.syscalls.numbers import name_of
 
-log = logging.getLogger("umlpy")
 
 ERESTART_CODES = (512, 513, 514, 516)   # -ERESTARTSYS .. -ERESTART_RESTARTBLOCK
 

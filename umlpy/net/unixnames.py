@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import secrets
 import socket
 import struct
 from dataclasses import dataclass
@@ -109,7 +108,7 @@ class UnixNames:
 
     def autobind_name(self) -> bytes:
         """An autobind name as Linux makes them: five hex digits."""
-        return secrets.token_hex(3)[:5].encode()
+        return os.urandom(3).hex()[:5].encode()
 
     # ---- addresses to and from the host ----
     def to_host(self, addr: UnixAddr, host_path: Optional[str] = None) -> bytes:

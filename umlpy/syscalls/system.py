@@ -8,7 +8,7 @@ import struct
 import time
 
 import umlpy
-from umlpy.drivers import ubd
+from umlpy.drivers.block_ioctls import BLOCK_IOCTLS
 from umlpy.host import procinfo
 from umlpy.kernel import memory
 from umlpy.syscalls.call import PASS, Call
@@ -151,14 +151,14 @@ HOST_CHANGING_IOCTLS = {
 
 @syscall("ioctl", mode=TRACE,
          trap_if=(1, (TIOCGPGRP, TIOCSPGRP, TIOCGSID) + tuple(HOST_CHANGING_IOCTLS)
-                  + ubd.BLOCK_IOCTLS),
+                  + BLOCK_IOCTLS),
          support="partial", note="TIOCSTI, file attribute changes and the requests "
          "needing CAP_SYS_ADMIN on host objects are refused")
 def sys_ioctl(c: Call):
     cmd = c.args[1] & 0xFFFFFFFF
     if cmd in HOST_CHANGING_IOCTLS:
         return -HOST_CHANGING_IOCTLS[cmd]
-    if cmd in ubd.BLOCK_IOCTLS:
+    if cmd in BLOCK_IOCTLS:
         return _block_ioctl(c, cmd)
     if cmd in (TIOCGPGRP, TIOCGSID):
         c.on_exit(_pid_out)
