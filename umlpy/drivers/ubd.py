@@ -29,7 +29,6 @@ UBD_MAJOR = 98
 MINORS_PER_DEVICE = 16
 
 
-
 @dataclass
 class UbdUnit:
     spec: UbdSpec
