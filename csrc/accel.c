@@ -87,6 +87,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
         s = &c->tab[i];
         s->fix = 0;
         c->count++;
+        uml_forget_zombie(c, tid);     /* a host pid used again */
     }
     s->tid = tid;
     s->gtid = gtid;
@@ -183,6 +184,8 @@ void uml_free(struct uml_ctx *c) {
     uml_creates_free(c);
     free(c->create_log);
     free(c->open_log);
+    free(c->zombies);
+    free(c->reap_log);
     free(c);
 }
 
@@ -452,6 +455,7 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev) {
             decode(c, p, st, ev);
             if (uml_fast_stop(c, ev))
                 continue;
+            uml_note_death(c, ev);
             uml_stop_note_python(c, ev);
             return 0;
         }

@@ -91,6 +91,10 @@ int uml_next(struct uml_ctx *c, struct uml_event *ev);
  * A SYSEXIT whose entry C took reaches Python with ev->fix set. */
 enum { UML_FIX_NONE = 0, UML_FIX_TID = 1, UML_FIX_FORK = 2, UML_FIX_PYEXIT = 3 };
 void uml_set_fast_stops(struct uml_ctx *c, int enabled);
+/* Host pids of children whose reaping wait4 C answered (faststops.c): the
+ * kernel frees their guest pids before its next event. */
+const uint32_t *uml_reap_log_count(struct uml_ctx *c);
+int uml_reap_log_take(struct uml_ctx *c, int32_t *out, int max);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
 void uml_set_ticks(struct uml_ctx *c, int on);
 /* Resume a stopped task: PTRACE_SYSCALL when C owes it an exit stop, else CONT. */

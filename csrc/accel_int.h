@@ -48,6 +48,9 @@ struct uml_ctx {
     struct uml_attr_change *attr_log;   /* fastattr.c: changes Python has not adopted */
     uint32_t attr_count;
     int have_children;      /* that waitpid's verdict */
+    struct zombie *zombies;     /* faststops.c: dead leaders' guest pids, until reaped */
+    int32_t *reap_log;          /* faststops.c: host pids C saw reaped, for Python */
+    uint32_t reap_count;
 };
 
 /* Internal to the object: called directly, not through the PLT. */
@@ -62,6 +65,13 @@ UML_INTERNAL pid_t uml_fork_paired(int sv[2]);
 
 /* faststops.c: handle this stop without Python when it can; 1 if it did. */
 UML_INTERNAL int uml_fast_stop(struct uml_ctx *c, struct uml_event *ev);
+/* faststops.c: a death about to go to Python; a leader's guest pid stays
+ * known to C until its parent reaps it (SIGCHLD's si_pid, wait4's result). */
+UML_INTERNAL void uml_note_death(struct uml_ctx *c, const struct uml_event *ev);
+/* faststops.c: host pid `host` names a new task: no dead one's guest pid. */
+UML_INTERNAL void uml_forget_zombie(struct uml_ctx *c, int32_t host);
+struct zombie { int32_t host, gpid; };
+#define UML_ZOMBIES 256         /* direct-mapped by host pid: a collision goes to Python */
 
 /* struct stat as the x86-64 syscall ABI lays it out (144 bytes) */
 struct guest_stat {

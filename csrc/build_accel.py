@@ -42,6 +42,8 @@ int uml_drop_caps(void);
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
 enum { UML_FIX_NONE = 0, UML_FIX_TID = 1, UML_FIX_FORK = 2, UML_FIX_PYEXIT = 3 };
 void uml_set_fast_stops(struct uml_ctx *c, int enabled);
+const uint32_t *uml_reap_log_count(struct uml_ctx *c);
+int uml_reap_log_take(struct uml_ctx *c, int32_t *out, int max);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
 void uml_set_ticks(struct uml_ctx *c, int on);
 int uml_resume(struct uml_ctx *c, int tid, int sig);

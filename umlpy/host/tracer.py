@@ -105,6 +105,8 @@ class Tracer:
         self._open_count = lib.uml_open_log_count(ctx)
         self._open_buf = ffi.new("struct uml_open_note[]", _ATTR_BATCH)
         self._open_paths: dict = {}     # path slot -> the place its opens are by
+        self._reap_count = lib.uml_reap_log_count(ctx)
+        self._reap_buf = ffi.new("int32_t[]", _ATTR_BATCH)
         self._reply_lock = threading.Lock()     # replies share one buffer; workers reply too
         # host tid -> fn(tid, how, sig, value): a task whose resumption the kernel's
         # guest ptrace decides (a guest tracee, or a guest tracer parked in wait).
@@ -147,6 +149,19 @@ class Tracer:
         if blocked:
             self._fast_stop_blocks.add(why)
         lib.uml_set_fast_stops(self._ctx, 0 if self._fast_stop_blocks else 1)
+
+    def reaps_waiting(self) -> bool:
+        """Children whose reaping wait4 the accelerator answered wait for the
+        kernel to free their guest pids."""
+        return self._reap_count[0] != 0
+
+    def take_reaps(self) -> list:
+        """Host pids of the children the accelerator saw reaped, in order."""
+        out = []
+        while self._reap_count[0]:
+            n = lib.uml_reap_log_take(self._ctx, self._reap_buf, _ATTR_BATCH)
+            out.extend(self._reap_buf[0:n])
+        return out
 
     def set_task_limit(self, limit: int) -> None:
         """Past it, fork and clone stop in Python (which gives EAGAIN)."""

@@ -102,6 +102,9 @@ class Kernel:
         Returns the first process's raw wait status."""
         while True:
             ev = self.tracer.next_event()
+            if self.tracer.reaps_waiting():     # (before a new task takes a host pid again)
+                for host_pid in self.tracer.take_reaps():
+                    lifecycle.reaped(self, host_pid)
             if self.tracer.creates_waiting():          # (before the changes made to them)
                 statcache.adopt_creates(self)
             if self.tracer.opens_waiting():

@@ -205,7 +205,7 @@ def on_signal(k, ev) -> None:
         code = struct.unpack_from("<i", info, 8)[0]
         if code in SENDER_CODES or sig == signal.SIGCHLD:
             pid = struct.unpack_from("<i", info, 16)[0]
-            gpid = k.pids.to_guest(pid) if pid > 0 else 0
+            gpid = k.pids.sender_to_guest(pid) if pid > 0 else 0
             if gpid != pid:
                 struct.pack_into("<i", info, 16, gpid)
                 k.tracer.set_siginfo(ev.tid, bytes(info))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 PID_MAX = 4194304
+DEPARTED_MAX = 256              # released ids remembered for late signals (as C keeps them)
 
 
 @dataclass
@@ -137,8 +138,12 @@ class PidNamespace:
         self.by_host: Dict[int, int] = {}     # host id -> guest id
         self.tasks: Dict[int, Task] = {}      # host tid -> Task (live)
         self.groups: Dict[int, ThreadGroup] = {}   # guest tgid -> ThreadGroup (live or zombie)
+        # host id -> guest id of released ids, until the host id is used again:
+        # a SIGCHLD delivered after its child was reaped still names the child
+        self.departed: Dict[int, int] = {}
 
     def alloc(self, host_id: int) -> int:
+        self.departed.pop(host_id, None)
         old = self.by_host.get(host_id)
         if old is not None:             # a host pid reused: its previous owner is gone
             self.release(old)
@@ -155,6 +160,9 @@ class PidNamespace:
         host = self.by_guest.pop(guest_id, None)
         if host is not None and self.by_host.get(host) == guest_id:
             del self.by_host[host]
+            self.departed[host] = guest_id
+            if len(self.departed) > DEPARTED_MAX:
+                del self.departed[next(iter(self.departed))]
         self.groups.pop(guest_id, None)
 
     def to_host(self, guest_id: int) -> Optional[int]:
@@ -163,6 +171,10 @@ class PidNamespace:
     def to_guest(self, host_id: int) -> int:
         """A host id as the guest sees it: 0 when outside the namespace, as Linux does."""
         return self.by_host.get(host_id, 0)
+
+    def sender_to_guest(self, host_id: int) -> int:
+        """to_guest for a signal's sender: also a process gone since it sent."""
+        return self.by_host.get(host_id) or self.departed.get(host_id, 0)
 
     def live_groups(self) -> List[ThreadGroup]:
         return [g for g in self.groups.values() if not g.zombie]

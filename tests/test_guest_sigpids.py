@@ -1,0 +1,80 @@
+"""The pids a guest learns of its children and of signal senders: wait4's
+result and si_pid of a delivered signal, which the accelerator translates
+(csrc/faststops.c) and Python does when it cannot (UMLPY_NO_FAST_STOPS=1).
+The program prints relations, so its output must be the host's."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from guestroot import REPO, compile_static, run_umlpy, umlpy_run
+
+
+@pytest.fixture(scope="module")
+def sigpids(static_tools):
+    return compile_static((REPO / "tests" / "sigpids.c").read_text(), static_tools / "sigpids")
+
+
+@pytest.fixture(scope="module")
+def native(sigpids) -> str:
+    res = subprocess.run([str(sigpids)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["c", "python-only"])
+def test_children_and_senders(sigpids, native, in_c):
+    env = None if in_c else {**os.environ, "UMLPY_NO_FAST_STOPS": "1"}
+    res = run_umlpy(umlpy_run([str(sigpids)], ["--counters"]), env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout == native, res.stderr
+    c_stops = int(re.search(r"c_stops=(\d+)", res.stderr).group(1))
+    # 301 forks: in C, each one's wait4 entry and exit and its SIGCHLD at least
+    assert (c_stops >= 900) if in_c else (c_stops == 0), res.stderr
+
+
+def _guest_process(umlpy: subprocess.Popen, name: str) -> psutil.Process:
+    for _ in range(200):
+        for p in psutil.Process(umlpy.pid).children(recursive=True):
+            try:
+                if p.name() == name:
+                    return p
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"no guest process {name}")
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["c", "python-only"])
+def test_sender_outside_the_guest_is_pid_0(sigpids, in_c):
+    """A host process's kill must not show its host pid to the guest."""
+    env = None if in_c else {**os.environ, "UMLPY_NO_FAST_STOPS": "1"}
+    proc = subprocess.Popen(umlpy_run([str(sigpids), "outside"]), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        _guest_process(proc, "sigpids").send_signal(signal.SIGUSR1)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, out + err
+    assert out == "ok a sender outside shows as pid 0\n", err
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["c", "python-only"])
+def test_reaped_children_leave_proc(in_c):
+    """A child reaped by a wait4 the accelerator answered is gone from the
+    kernel too (its guest pid freed): /proc lists only the shell and ls."""
+    env = None if in_c else {**os.environ, "UMLPY_NO_FAST_STOPS": "1"}
+    script = "for i in 1 2 3 4 5 6; do /bin/true; done; ls /proc > /tmp/p; grep -c '^[0-9]*$' /tmp/p"
+    res = run_umlpy(umlpy_run(["/bin/sh", "-c", script]), env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout == "2\n", res.stderr
