@@ -88,6 +88,9 @@ int uml_skip(int tid, int64_t retval);
 int uml_get_regs(int tid, struct user_regs_struct *regs);
 int uml_set_regs(int tid, const struct user_regs_struct *regs);
 int uml_set_rax(int tid, int64_t value);
+enum { UML_SET_NR = 1, UML_SET_RAX = 2 };
+int uml_set_syscall(int tid, int which, uint64_t nr, uint64_t rax, uint64_t a0, uint64_t a1,
+                    uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);
 int uml_get_siginfo(int tid, void *buf128);
 int uml_set_siginfo(int tid, const void *buf128);
 int uml_notif_reply(struct uml_ctx *c, uint64_t id, int64_t val, int err);

@@ -43,6 +43,24 @@ int uml_set_rax(int tid, int64_t value) {
     return ret_errno(ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, rax), value));
 }
 
+int uml_set_syscall(int tid, int which, uint64_t nr, uint64_t rax, uint64_t a0, uint64_t a1,
+                    uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5) {
+    struct user_regs_struct r;
+    if (ptrace(PTRACE_GETREGS, tid, 0, &r) != 0)
+        return -errno;
+    if (which & UML_SET_NR)
+        r.orig_rax = nr;
+    if (which & UML_SET_RAX)
+        r.rax = rax;
+    r.rdi = a0;
+    r.rsi = a1;
+    r.rdx = a2;
+    r.r10 = a3;
+    r.r8 = a4;
+    r.r9 = a5;
+    return ret_errno(ptrace(PTRACE_SETREGS, tid, 0, &r));
+}
+
 int uml_get_siginfo(int tid, void *buf128) {
     return ret_errno(ptrace(PTRACE_GETSIGINFO, tid, 0, buf128));
 }

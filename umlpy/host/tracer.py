@@ -9,7 +9,7 @@ import errno
 import os
 import struct
 import threading
-from typing import Sequence
+from typing import Optional, Sequence
 
 try:
     from umlpy.host._accel import ffi, lib
@@ -62,6 +62,9 @@ def _check(ret: int, what: str) -> int:
     if ret < 0:
         raise HostError(-ret, f"{what}: {os.strerror(-ret)}")
     return ret
+
+
+_U64 = 0xFFFFFFFFFFFFFFFF
 
 
 class Regs:
@@ -219,6 +222,14 @@ class Tracer:
 
     def set_regs(self, tid: int, regs: Regs) -> None:
         _check(lib.uml_set_regs(tid, regs._c), "setregs")
+
+    def set_syscall(self, tid: int, nr: Optional[int], args, ret: Optional[int] = None) -> None:
+        """Rewrite a stopped task's syscall: its six arguments, and its number
+        (orig_rax) unless nr is None, its result (rax) unless ret is None."""
+        which = (0 if nr is None else lib.UML_SET_NR) | (0 if ret is None else lib.UML_SET_RAX)
+        a0, a1, a2, a3, a4, a5 = (a & _U64 for a in args)
+        _check(lib.uml_set_syscall(tid, which, (nr or 0) & _U64, (ret or 0) & _U64,
+                                   a0, a1, a2, a3, a4, a5), "set syscall")
 
     def set_return(self, tid: int, value: int) -> None:
         _check(lib.uml_set_rax(tid, value), "set return")

@@ -331,11 +331,7 @@ class Kernel:
                 st.done(call, int(result))
             return
         if call.orig_args is not None or call.nr != ev.nr:
-            regs = self.tracer.get_regs(tid)
-            regs.orig_rax = call.nr
-            for i, v in enumerate(call.args):
-                regs.set_arg(i, v)
-            self.tracer.set_regs(tid, regs)
+            self.tracer.set_syscall(tid, call.nr, call.args)
         if call.exit_handler is not None or call.orig_args is not None or st is not None:
             task.pending_call = call
             self.tracer.cont_to_exit(tid)
@@ -354,12 +350,7 @@ class Kernel:
         ret = s64(ev.ret)
         new = self._run_exit_handler(call, call.exit_handler, ret)
         if call.orig_args is not None:
-            regs = self.tracer.get_regs(ev.tid)
-            for i, v in enumerate(call.orig_args):
-                regs.set_arg(i, v)
-            if new is not None:
-                regs.rax = new
-            self.tracer.set_regs(ev.tid, regs)
+            self.tracer.set_syscall(ev.tid, None, call.orig_args, new)
         elif new is not None:
             self.tracer.set_return(ev.tid, new)
         if self.systrace is not None:
