@@ -18,10 +18,10 @@ import errno
 import os
 import stat as st
 import time
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from umlpy.drivers import chardev
+from umlpy.record import Record
 from umlpy.vfs.inode import Attr, FileSystem, Inode, dtype_of
 
 DEVPTS_SUPER_MAGIC = 0x1CD1
@@ -29,14 +29,24 @@ TTY_GID = 5
 PTMX_INO = 2
 
 
-@dataclass
-class Pty:
+class Pty(Record):
+    # mutable: chown/chmod (PtsNode.setattr) change uid, gid and mode
+    __slots__ = _fields = ("uid", "gid", "mode", "ident", "console", "alloc_gid")
     uid: int
     gid: Optional[int]      # None: the devpts mount's gid= (else the allocator's fsgid)
     mode: Optional[int]     # None: the devpts mount's mode=
     ident: Tuple[int, int]  # (st_ino, st_ctime_ns) of the host node when allowed
-    console: bool = False
-    alloc_gid: int = 0
+    console: bool
+    alloc_gid: int
+
+    def __init__(self, uid: int, gid: Optional[int], mode: Optional[int],
+                 ident: Tuple[int, int], console: bool = False, alloc_gid: int = 0) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.ident = ident
+        self.console = console
+        self.alloc_gid = alloc_gid
 
 
 def _host_node(n: int) -> Optional[os.stat_result]:

@@ -8,8 +8,9 @@ state, so every format is testable on a string.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+from umlpy.record import Record
 
 STATES = {"R": "R (running)", "S": "S (sleeping)", "D": "D (disk sleep)", "T": "T (stopped)",
           "t": "t (tracing stop)", "X": "X (dead)", "Z": "Z (zombie)", "P": "P (parked)",
@@ -40,17 +41,29 @@ def escape_comm(comm: str) -> str:
 
 
 # ---------------------------------------------------------------- stat
-@dataclass
-class StatView:
+class StatView(Record):
     """What the guest is shown in a stat line instead of the host's ids."""
+    __slots__ = _fields = ("pid", "comm", "state", "ppid", "pgrp", "session", "tpgid",
+                           "hide_addrs")
     pid: int
     comm: str
     state: str                  # one letter
     ppid: int
     pgrp: int
     session: int
-    tpgid: int = -1
-    hide_addrs: bool = False
+    tpgid: int
+    hide_addrs: bool
+
+    def __init__(self, pid: int, comm: str, state: str, ppid: int, pgrp: int, session: int,
+                 tpgid: int = -1, hide_addrs: bool = False) -> None:
+        self.pid = pid
+        self.comm = comm
+        self.state = state
+        self.ppid = ppid
+        self.pgrp = pgrp
+        self.session = session
+        self.tpgid = tpgid
+        self.hide_addrs = hide_addrs
 
 
 def split_stat(raw: str) -> Tuple[str, str, List[str]]:
@@ -95,8 +108,10 @@ def stat_field(raw: str, n: int) -> str:
 
 
 # ---------------------------------------------------------------- status
-@dataclass
-class StatusView:
+class StatusView(Record):
+    __slots__ = _fields = ("name", "state", "tgid", "pid", "ppid", "pgrp", "session", "umask",
+                           "uids", "gids", "groups", "tracer", "cap_prm", "cap_eff", "cap_bnd",
+                           "no_new_privs", "seccomp", "threads")
     name: str
     state: str                  # one letter
     tgid: int
@@ -107,14 +122,38 @@ class StatusView:
     umask: int
     uids: Tuple[int, int, int, int]
     gids: Tuple[int, int, int, int]
-    groups: List[int] = field(default_factory=list)
-    tracer: int = 0
-    cap_prm: int = 0
-    cap_eff: int = 0
-    cap_bnd: int = CAP_FULL
-    no_new_privs: int = 0
-    seccomp: int = 0
-    threads: int = 1
+    groups: List[int]
+    tracer: int
+    cap_prm: int
+    cap_eff: int
+    cap_bnd: int
+    no_new_privs: int
+    seccomp: int
+    threads: int
+
+    def __init__(self, name: str, state: str, tgid: int, pid: int, ppid: int, pgrp: int,
+                 session: int, umask: int, uids: Tuple[int, int, int, int],
+                 gids: Tuple[int, int, int, int], groups: Optional[List[int]] = None,
+                 tracer: int = 0, cap_prm: int = 0, cap_eff: int = 0, cap_bnd: int = CAP_FULL,
+                 no_new_privs: int = 0, seccomp: int = 0, threads: int = 1) -> None:
+        self.name = name
+        self.state = state
+        self.tgid = tgid
+        self.pid = pid
+        self.ppid = ppid
+        self.pgrp = pgrp
+        self.session = session
+        self.umask = umask
+        self.uids = uids
+        self.gids = gids
+        self.groups = [] if groups is None else groups      # a fresh list per view
+        self.tracer = tracer
+        self.cap_prm = cap_prm
+        self.cap_eff = cap_eff
+        self.cap_bnd = cap_bnd
+        self.no_new_privs = no_new_privs
+        self.seccomp = seccomp
+        self.threads = threads
 
 
 def _ids(vals: Iterable[int]) -> str:

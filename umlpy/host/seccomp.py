@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass, field
 from typing import Mapping, Sequence, Union
+
+from umlpy.record import FrozenRecord, Record
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
@@ -37,10 +38,12 @@ def off_arg(index: int, high: bool = False) -> int:
     return 16 + 8 * index + (4 if high else 0)
 
 
-@dataclass(frozen=True)
-class Ret:
+class Ret(FrozenRecord):
     """A final verdict: one of the RET_* values (with data)."""
-    value: int
+    __slots__ = _fields = ("value",)
+
+    def __init__(self, value: int) -> None:
+        object.__setattr__(self, "value", value)
 
 
 ALLOW = Ret(RET_ALLOW)
@@ -52,32 +55,40 @@ def errno_ret(err: int) -> Ret:
     return Ret(RET_ERRNO | (err & 0xFFFF))
 
 
-@dataclass(frozen=True)
-class ArgIn:
+class ArgIn(FrozenRecord):
     """Verdict `then` when the low 32 bits of args[index] are in `values`
     (and the high 32 bits are zero), else `otherwise`."""
-    index: int
-    values: tuple
-    then: Ret
-    otherwise: Ret
+    __slots__ = _fields = ("index", "values", "then", "otherwise")
+
+    def __init__(self, index: int, values: tuple, then: Ret, otherwise: Ret) -> None:
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "then", then)
+        object.__setattr__(self, "otherwise", otherwise)
 
 
 Action = Union[Ret, ArgIn]
 
 
-@dataclass
-class _Insn:
-    code: int
-    jt: int = 0
-    jf: int = 0
-    k: int = 0
-    label: str | None = None       # ja/jump target label, resolved later
+class _Insn(Record):
+    __slots__ = _fields = ("code", "jt", "jf", "k", "label")
+
+    def __init__(self, code: int, jt: int = 0, jf: int = 0, k: int = 0,
+                 label: str | None = None) -> None:
+        self.code = code
+        self.jt = jt
+        self.jf = jf
+        self.k = k
+        self.label = label      # ja/jump target label, resolved later
 
 
-@dataclass
-class _Prog:
-    insns: list = field(default_factory=list)
-    labels: dict = field(default_factory=dict)
+class _Prog(Record):
+    __slots__ = _fields = ("insns", "labels")
+
+    def __init__(self, insns: list | None = None, labels: dict | None = None) -> None:
+        # None stands for a fresh list/dict per program (was default_factory)
+        self.insns = [] if insns is None else insns
+        self.labels = {} if labels is None else labels
 
     def emit(self, code: int, k: int = 0, jt: int = 0, jf: int = 0, label: str | None = None) -> None:
         self.insns.append(_Insn(code, jt, jf, k, label))

@@ -10,22 +10,25 @@ from __future__ import annotations
 import errno
 import os
 import stat as st
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from umlpy.fs import hostcalls
 from umlpy.host import procinfo
+from umlpy.record import Record
 from umlpy.vfs.handles import Handle
 from umlpy.vfs.mount import Path
 
 
-@dataclass
-class FdInfo:
-    path: Optional[Path]        # the place it was opened from, when the VFS knows it
-    text: str                   # what readlink(/proc/PID/fd/N) shows
-    flags: int
-    pos: int
-    mnt_id: int
+class FdInfo(Record):
+    __slots__ = _fields = ("path", "text", "flags", "pos", "mnt_id")
+
+    def __init__(self, path: Optional[Path], text: str, flags: int, pos: int,
+                 mnt_id: int) -> None:
+        self.path = path            # the place it was opened from, when the VFS knows it
+        self.text = text            # what readlink(/proc/PID/fd/N) shows
+        self.flags = flags
+        self.pos = pos
+        self.mnt_id = mnt_id
 
 
 def _badf() -> OSError:

@@ -12,7 +12,6 @@ import errno
 import os
 import signal
 import sys
-import traceback
 import threading
 from typing import List, Optional
 
@@ -30,6 +29,13 @@ from umlpy.syscalls.numbers import name_of
 
 
 ERESTART_CODES = (512, 513, 514, 516)   # -ERESTARTSYS .. -ERESTART_RESTARTBLOCK
+
+
+def _traceback_text() -> str:
+    """The exception being handled, as the kernel log shows it (traceback is
+    imported only at an oops: it pulls in linecache and tokenize)."""
+    import traceback
+    return traceback.format_exc().rstrip()
 
 
 class Kernel:
@@ -228,7 +234,7 @@ class Kernel:
         task = call.task
         self.klog(f"oops: {name_of(call.nr)}({', '.join(hex(a) for a in call.args)}) "
                   f"in task {task.tid} ({task.group.comm}); killing it\n"
-                  + traceback.format_exc().rstrip())
+                  + _traceback_text())
         try:
             os.kill(task.group.host_tgid, signal.SIGKILL)
         except OSError:
@@ -288,7 +294,7 @@ class Kernel:
             self.tracer.reply(notif_id, err=e.errno or errno.EIO)
             return
         except Exception:
-            self.klog("oops in a deferred call\n" + traceback.format_exc().rstrip())
+            self.klog("oops in a deferred call\n" + _traceback_text())
             self.tracer.reply(notif_id, err=errno.EIO)
             return
         finally:

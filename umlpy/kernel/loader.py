@@ -16,9 +16,9 @@ import shutil
 import stat as st
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+from umlpy.record import Record
 from umlpy.vfs import perm
 from umlpy.vfs.mount import MS_NOEXEC
 
@@ -63,11 +63,13 @@ def parse_shebang(head: bytes) -> Tuple[bytes, Optional[bytes]]:
     return interp, (arg or None)
 
 
-@dataclass
-class ElfInfo:
-    interp: Optional[bytes]
-    interp_offset: int
-    interp_size: int
+class ElfInfo(Record):
+    __slots__ = _fields = ("interp", "interp_offset", "interp_size")
+
+    def __init__(self, interp: Optional[bytes], interp_offset: int, interp_size: int) -> None:
+        self.interp = interp
+        self.interp_offset = interp_offset
+        self.interp_size = interp_size
 
 
 def parse_elf(data: bytes) -> ElfInfo:
@@ -103,15 +105,20 @@ def parse_elf(data: bytes) -> ElfInfo:
     return ElfInfo(interp, ioff, isize)
 
 
-@dataclass
-class ExecImage:
-    fd: int                 # memfd in the kernel process
-    dev: int
-    ino: int
-    interp_key: Optional[tuple]
-    path: str = ""          # how guests name it: /proc/<keeper pid>/fd/<N>
-    number: int = -1        # N, its fd in the keeper
-    links: Dict[str, str] = field(default_factory=dict)    # name -> its exec_path
+class ExecImage(Record):
+    __slots__ = _fields = ("fd", "dev", "ino", "interp_key", "path", "number", "links")
+
+    def __init__(self, fd: int, dev: int, ino: int, interp_key: Optional[tuple],
+                 path: str = "", number: int = -1,
+                 links: Optional[Dict[str, str]] = None) -> None:
+        self.fd = fd                # memfd in the kernel process
+        self.dev = dev
+        self.ino = ino
+        self.interp_key = interp_key
+        self.path = path            # how guests name it: /proc/<keeper pid>/fd/<N>
+        self.number = number        # N, its fd in the keeper
+        # name -> its exec_path; a fresh dict per image
+        self.links = {} if links is None else links
 
     def exec_path(self, link_dir: str, name: str) -> str:
         """A path to exec this image by whose last component is `name`: the host
@@ -131,12 +138,15 @@ class ExecImage:
         return link
 
 
-@dataclass
-class ExecPlan:
-    image: ExecImage
-    guest_path: object              # vfs Path of the program finally run
-    argv: Optional[List[bytes]]     # a new argv (scripts), or None to keep the guest's
-    name: str = ""                  # last component of the path as asked for (comm)
+class ExecPlan(Record):
+    __slots__ = _fields = ("image", "guest_path", "argv", "name")
+
+    def __init__(self, image: ExecImage, guest_path: object, argv: Optional[List[bytes]],
+                 name: str = "") -> None:
+        self.image = image
+        self.guest_path = guest_path    # vfs Path of the program finally run
+        self.argv = argv                # a new argv (scripts), or None to keep the guest's
+        self.name = name                # last component of the path as asked for (comm)
 
 
 def _file_key(s: os.stat_result) -> tuple:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import errno
 import signal
-from dataclasses import dataclass
 from typing import Optional
+
+from umlpy.record import Record
 
 # requests' options (PTRACE_O_*) and events (PTRACE_EVENT_*)
 O_TRACESYSGOOD, O_TRACEFORK, O_TRACEVFORK, O_TRACECLONE = 0x1, 0x2, 0x4, 0x8
@@ -31,36 +32,51 @@ MODE_CONT, MODE_SYSCALL, MODE_STEP = 0, 1, 2
 SYSCALL_ENTRY, SYSCALL_EXIT, SIGNAL, GROUP, EVENT, TRAP = range(6)
 
 
-@dataclass
-class Stop:
+class Stop(Record):
     """A stop the guest tracer sees. `how`/`value`: what the kernel was about
     to do with the host task (tracer.RESUME_*), done when the tracer resumes it."""
-    kind: int
-    sig: int = 0                    # SIGNAL: the signal to deliver; GROUP: the stop signal
-    event: int = 0
-    how: int = 0
-    value: int = 0
-    siginfo: Optional[bytes] = None     # SIGNAL: as the guest sees it
-    fake: bool = False              # a signal stop with no host signal behind it
-    continued: bool = False         # GROUP: SIGCONT came while the tracer looked at it
-    reported: bool = False          # wait returned it
-    host_listening: bool = False    # GROUP at attach: the host thread is still in LISTEN
+    __slots__ = _fields = ("kind", "sig", "event", "how", "value", "siginfo", "fake",
+                           "continued", "reported", "host_listening")
+
+    def __init__(self, kind: int, sig: int = 0, event: int = 0, how: int = 0, value: int = 0,
+                 siginfo: Optional[bytes] = None, fake: bool = False, continued: bool = False,
+                 reported: bool = False, host_listening: bool = False) -> None:
+        self.kind = kind
+        self.sig = sig                  # SIGNAL: the signal to deliver; GROUP: the stop signal
+        self.event = event
+        self.how = how
+        self.value = value
+        self.siginfo = siginfo          # SIGNAL: as the guest sees it
+        self.fake = fake                # a signal stop with no host signal behind it
+        self.continued = continued      # GROUP: SIGCONT came while the tracer looked at it
+        self.reported = reported        # wait returned it
+        # GROUP at attach: the host thread is still in LISTEN
+        self.host_listening = host_listening
 
 
-@dataclass(eq=False)
 class Link:
-    """One tracee's side of a ptrace relationship."""
-    tracer: object                  # the tracer's Task (a thread, as in Linux)
-    seized: bool
-    options: int = 0
-    mode: int = MODE_CONT
-    stop: Optional[Stop] = None
-    msg: int = 0                    # PTRACE_GETEVENTMSG
-    entry_nr: Optional[int] = None  # the guest's syscall number at the last entry stop
-    want_trap: int = 0              # guest PTRACE_INTERRUPTs not yet seen as a trap stop
-    new_child: bool = False         # auto-attached: its first host stop is shown
-    listen_retrap: bool = False     # LISTEN came before the host re-trapped (attach_stopped)
-    host_options: int = HOST_OPTIONS    # what the host tracee carries now
+    """One tracee's side of a ptrace relationship. Equal only to itself (hashable
+    by identity)."""
+    __slots__ = _fields = ("tracer", "seized", "options", "mode", "stop", "msg", "entry_nr",
+                           "want_trap", "new_child", "listen_retrap", "host_options")
+    __repr__ = Record.__repr__     # a record's repr, without its field equality
+
+    def __init__(self, tracer: object, seized: bool, options: int = 0, mode: int = MODE_CONT,
+                 stop: Optional[Stop] = None, msg: int = 0, entry_nr: Optional[int] = None,
+                 want_trap: int = 0, new_child: bool = False, listen_retrap: bool = False,
+                 host_options: int = HOST_OPTIONS) -> None:
+        self.tracer = tracer            # the tracer's Task (a thread, as in Linux)
+        self.seized = seized
+        self.options = options
+        self.mode = mode
+        self.stop = stop
+        self.msg = msg                  # PTRACE_GETEVENTMSG
+        self.entry_nr = entry_nr        # the guest's syscall number at the last entry stop
+        self.want_trap = want_trap      # guest PTRACE_INTERRUPTs not yet seen as a trap stop
+        self.new_child = new_child      # auto-attached: its first host stop is shown
+        # LISTEN came before the host re-trapped (attach_stopped)
+        self.listen_retrap = listen_retrap
+        self.host_options = host_options    # what the host tracee carries now
 
     def wanted_host_options(self) -> int:
         return HOST_OPTIONS | (self.options & O_TRACEEXIT)

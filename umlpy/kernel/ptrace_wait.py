@@ -13,10 +13,10 @@ import errno
 import os
 import signal
 import struct
-from dataclasses import dataclass
 from typing import Optional
 
 from umlpy.host import procinfo
+from umlpy.record import Record
 
 WNOHANG, WEXITED, WNOWAIT = 1, 4, 0x01000000
 WNOTHREAD = 0x20000000
@@ -26,14 +26,18 @@ RUSAGE_SIZE, SIGINFO_SIZE = 144, 128
 ANY, PID, PGID = 0, 1, 2
 
 
-@dataclass(eq=False)
 class Park:
-    """A tracer's wait held at its seccomp stop."""
-    call: object
-    waitid: bool
-    sel: tuple
-    options: int
-    armed: bool = True          # the kernel's skip of this call is still to come
+    """A tracer's wait held at its seccomp stop. Equal only to itself."""
+    __slots__ = _fields = ("call", "waitid", "sel", "options", "armed")
+    __repr__ = Record.__repr__     # a record's repr, without its field equality
+
+    def __init__(self, call: object, waitid: bool, sel: tuple, options: int,
+                 armed: bool = True) -> None:
+        self.call = call
+        self.waitid = waitid
+        self.sel = sel
+        self.options = options
+        self.armed = armed          # the kernel's skip of this call is still to come
 
 
 # ---- what a wait may report ----

@@ -6,30 +6,44 @@ to serve it (host tid, pending syscall state).
 """
 from __future__ import annotations
 
-import copy
 import errno
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
+
+from umlpy.record import Record
 
 PID_MAX = 4194304
 DEPARTED_MAX = 256              # released ids remembered for late signals (as C keeps them)
 
 
-@dataclass
-class Creds:
+class Creds(Record):
     """The guest's view of a task's credentials (the host user never changes)."""
-    ruid: int = 0
-    euid: int = 0
-    suid: int = 0
-    fsuid: int = 0
-    rgid: int = 0
-    egid: int = 0
-    sgid: int = 0
-    fsgid: int = 0
-    groups: List[int] = field(default_factory=list)
+    __slots__ = _fields = ("ruid", "euid", "suid", "fsuid", "rgid", "egid", "sgid", "fsgid",
+                           "groups")
+
+    def __init__(self, ruid: int = 0, euid: int = 0, suid: int = 0, fsuid: int = 0,
+                 rgid: int = 0, egid: int = 0, sgid: int = 0, fsgid: int = 0,
+                 groups: Optional[List[int]] = None) -> None:
+        self.ruid = ruid
+        self.euid = euid
+        self.suid = suid
+        self.fsuid = fsuid
+        self.rgid = rgid
+        self.egid = egid
+        self.sgid = sgid
+        self.fsgid = fsgid
+        self.groups = [] if groups is None else groups     # a fresh list per Creds
 
     def clone(self) -> "Creds":
-        new = copy.copy(self)       # every fork: dataclasses.replace costs 5x more
+        # every fork: slot by slot, 10x faster than copy.copy (its __reduce_ex__)
+        new = Creds.__new__(Creds)
+        new.ruid = self.ruid
+        new.euid = self.euid
+        new.suid = self.suid
+        new.fsuid = self.fsuid
+        new.rgid = self.rgid
+        new.egid = self.egid
+        new.sgid = self.sgid
+        new.fsgid = self.fsgid
         new.groups = list(self.groups)
         return new
 
@@ -38,12 +52,14 @@ class Creds:
         return self.euid == 0
 
 
-@dataclass
-class FsContext:
+class FsContext(Record):
     """cwd, root (vfs Paths) and umask: shared between tasks cloned with CLONE_FS."""
-    cwd: object
-    root: object
-    umask: int = 0o022
+    __slots__ = _fields = ("cwd", "root", "umask")
+
+    def __init__(self, cwd: object, root: object, umask: int = 0o022) -> None:
+        self.cwd = cwd
+        self.root = root
+        self.umask = umask
 
     def clone(self) -> "FsContext":
         return FsContext(self.cwd, self.root, self.umask)

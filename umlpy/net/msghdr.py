@@ -9,8 +9,9 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from dataclasses import dataclass
 from typing import List, Tuple
+
+from umlpy.record import Record
 
 MSGHDR = struct.Struct("<QI4xQQQQi4x")     # name, namelen, iov, iovlen, control, controllen, flags
 MMSGHDR_SIZE = MSGHDR.size + 8             # ... then unsigned msg_len, padded
@@ -29,8 +30,9 @@ SCM_RIGHTS = 1
 SCM_CREDENTIALS = 2
 
 
-@dataclass
-class MsgHdr:
+class MsgHdr(Record):
+    """The kernel's copy of a guest's msghdr: mutable (parse_msghdr clamps namelen)."""
+    __slots__ = _fields = ("name", "namelen", "iov", "iovlen", "control", "controllen", "flags")
     name: int
     namelen: int
     iov: int
@@ -38,6 +40,16 @@ class MsgHdr:
     control: int
     controllen: int
     flags: int
+
+    def __init__(self, name: int, namelen: int, iov: int, iovlen: int, control: int,
+                 controllen: int, flags: int) -> None:
+        self.name = name
+        self.namelen = namelen
+        self.iov = iov
+        self.iovlen = iovlen
+        self.control = control
+        self.controllen = controllen
+        self.flags = flags
 
 
 def parse_msghdr(raw: bytes) -> MsgHdr:

@@ -3,8 +3,9 @@ the boot options `ethN=slirp` and `hostfwd=`."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import List, Optional, Tuple
+
+from umlpy.record import FrozenRecord, Record
 
 MODES = ("none", "host")
 PROTOS = ("tcp", "udp")
@@ -14,19 +15,31 @@ class NetError(ValueError):
     """A malformed network option: one line naming it."""
 
 
-@dataclass(frozen=True)
-class Forward:
+class Forward(FrozenRecord):
+    __slots__ = _fields = ("proto", "host_addr", "host_port", "guest_port")
     proto: str              # "tcp" or "udp"
     host_addr: str          # where the kernel listens on the host
     host_port: int
     guest_port: int
 
+    def __init__(self, proto: str, host_addr: str, host_port: int, guest_port: int) -> None:
+        object.__setattr__(self, "proto", proto)
+        object.__setattr__(self, "host_addr", host_addr)
+        object.__setattr__(self, "host_port", host_port)
+        object.__setattr__(self, "guest_port", guest_port)
 
-@dataclass
-class NetConfig:
-    mode: str = "host"      # "none": a loopback of its own; "host": the host's stack
-    forwards: List[Forward] = field(default_factory=list)
-    note: str = ""          # a boot log line about the choice made
+
+class NetConfig(Record):
+    __slots__ = _fields = ("mode", "forwards", "note")
+    mode: str               # "none": a loopback of its own; "host": the host's stack
+    forwards: List[Forward]
+    note: str               # a boot log line about the choice made
+
+    def __init__(self, mode: str = "host", forwards: Optional[List[Forward]] = None,
+                 note: str = "") -> None:
+        self.mode = mode
+        self.forwards = [] if forwards is None else forwards    # a fresh list per config
+        self.note = note
 
     def check(self) -> None:
         if self.mode not in MODES:

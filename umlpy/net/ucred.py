@@ -12,19 +12,25 @@ from __future__ import annotations
 import errno
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable, Optional
+
+from umlpy.record import FrozenRecord
 
 OVERFLOW_ID = 65534             # /proc/sys/kernel/overflowuid: an id the guest has no name for
 INVALID_ID = 0xFFFFFFFF
 LEDGER_MAX = 4096               # sockets remembered (the oldest go first)
 
 
-@dataclass(frozen=True)
-class Ucred:
+class Ucred(FrozenRecord):
+    __slots__ = _fields = ("pid", "uid", "gid")
     pid: int
     uid: int
     gid: int
+
+    def __init__(self, pid: int, uid: int, gid: int) -> None:
+        object.__setattr__(self, "pid", pid)
+        object.__setattr__(self, "uid", uid)
+        object.__setattr__(self, "gid", gid)
 
 
 UNKNOWN = Ucred(0, OVERFLOW_ID, OVERFLOW_ID)

@@ -18,19 +18,24 @@ import itertools
 import os
 import socket
 import struct
-from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
+
+from umlpy.record import FrozenRecord
 
 SUN_PATH_OFFSET = 2                 # offsetof(struct sockaddr_un, sun_path)
 SOCKADDR_UN_SIZE = 110              # sizeof(struct sockaddr_un)
 _FAMILY = struct.Struct("<H")
 
 
-@dataclass(frozen=True)
-class UnixAddr:
+class UnixAddr(FrozenRecord):
     """A parsed sockaddr_un: kind is "path", "abstract" or "autobind"."""
+    __slots__ = _fields = ("kind", "name")
     kind: str
     name: bytes                     # the path (no NUL), or the abstract name (no leading NUL)
+
+    def __init__(self, kind: str, name: bytes) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "name", name)
 
 
 def family_of(raw: bytes) -> int:

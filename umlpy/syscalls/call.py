@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from typing import Callable, Optional
+
+from umlpy.record import Record
 
 AT_FDCWD = -100
 
@@ -22,11 +23,13 @@ class _Pass:
 PASS = _Pass()
 
 
-@dataclass
-class Fd:
+class Fd(Record):
     """A host descriptor to install in the guest at its lowest free number."""
-    host_fd: int
-    cloexec: bool = False
+    __slots__ = _fields = ("host_fd", "cloexec")
+
+    def __init__(self, host_fd: int, cloexec: bool = False) -> None:
+        self.host_fd = host_fd
+        self.cloexec = cloexec
 
 
 class Deferred:

@@ -16,28 +16,33 @@ Anything not listed is refused with ENOSYS and logged once by name.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 from umlpy.host import seccomp as bpf
+from umlpy.record import Record
 from umlpy.syscalls.numbers import MAX_NR, NR, name_of
 
 NATIVE, FAST, NOTIF, TRACE, ERRNO = "native", "fast", "notif", "trace", "errno"
 
 
-@dataclass
-class Entry:
-    nr: int
-    name: str
-    mode: str
-    handler: Optional[Callable] = None
-    support: str = "full"
-    note: str = ""
-    # native only when args[arg] is one of `values` (else served by handler)
-    native_if: Optional[tuple] = None
-    # trapped only when args[arg] is one of `values` (else native)
-    trap_if: Optional[tuple] = None
-    err: int = 0
+class Entry(Record):
+    __slots__ = _fields = ("nr", "name", "mode", "handler", "support", "note",
+                           "native_if", "trap_if", "err")
+
+    def __init__(self, nr: int, name: str, mode: str, handler: Optional[Callable] = None,
+                 support: str = "full", note: str = "", native_if: Optional[tuple] = None,
+                 trap_if: Optional[tuple] = None, err: int = 0) -> None:
+        self.nr = nr
+        self.name = name
+        self.mode = mode
+        self.handler = handler
+        self.support = support
+        self.note = note
+        # native only when args[arg] is one of `values` (else served by handler)
+        self.native_if = native_if
+        # trapped only when args[arg] is one of `values` (else native)
+        self.trap_if = trap_if
+        self.err = err
 
 
 TABLE: dict = {}

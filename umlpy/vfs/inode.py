@@ -28,8 +28,9 @@ import errno
 import itertools
 import stat as st
 import time
-from dataclasses import dataclass, replace
 from typing import Iterable, Optional, Tuple
+
+from umlpy.record import Record
 
 # d_type values of getdents64
 DT_UNKNOWN, DT_FIFO, DT_CHR, DT_DIR, DT_BLK, DT_REG, DT_LNK, DT_SOCK = 0, 1, 2, 4, 6, 8, 10, 12
@@ -58,46 +59,75 @@ StatView = Tuple[int, Optional[int], int]      # Inode.stat_view
 OpenRecipe = Tuple[int, str, int, int]         # Inode.open_recipe
 
 
-@dataclass
-class Attr:
+class Attr(Record):
     """An inode's attributes, as stat(2) shows them (dev is filled in by the VFS)."""
-    mode: int
-    ino: int
-    nlink: int = 1
-    uid: int = 0
-    gid: int = 0
-    rdev: int = 0
-    size: int = 0
-    blksize: int = 4096
-    blocks: int = 0
-    atime_ns: int = 0
-    mtime_ns: int = 0
-    ctime_ns: int = 0
-    btime_ns: int = 0
-    dev: int = 0
+    __slots__ = _fields = ("mode", "ino", "nlink", "uid", "gid", "rdev", "size", "blksize",
+                           "blocks", "atime_ns", "mtime_ns", "ctime_ns", "btime_ns", "dev")
 
-    def copy(self, **changes) -> "Attr":
-        if changes:
-            return replace(self, **changes)
-        # the walk copies cached attributes often: skip dataclasses.replace's checks
+    def __init__(self, mode: int, ino: int, nlink: int = 1, uid: int = 0, gid: int = 0,
+                 rdev: int = 0, size: int = 0, blksize: int = 4096, blocks: int = 0,
+                 atime_ns: int = 0, mtime_ns: int = 0, ctime_ns: int = 0, btime_ns: int = 0,
+                 dev: int = 0) -> None:
+        self.mode = mode
+        self.ino = ino
+        self.nlink = nlink
+        self.uid = uid
+        self.gid = gid
+        self.rdev = rdev
+        self.size = size
+        self.blksize = blksize
+        self.blocks = blocks
+        self.atime_ns = atime_ns
+        self.mtime_ns = mtime_ns
+        self.ctime_ns = ctime_ns
+        self.btime_ns = btime_ns
+        self.dev = dev
+
+    def copy(self, **changes: int) -> "Attr":
+        # the walk copies cached attributes often: store the slots one by one
+        # (no __init__ call, no loop over _fields)
         twin = object.__new__(Attr)
-        twin.__dict__.update(self.__dict__)
+        twin.mode = self.mode
+        twin.ino = self.ino
+        twin.nlink = self.nlink
+        twin.uid = self.uid
+        twin.gid = self.gid
+        twin.rdev = self.rdev
+        twin.size = self.size
+        twin.blksize = self.blksize
+        twin.blocks = self.blocks
+        twin.atime_ns = self.atime_ns
+        twin.mtime_ns = self.mtime_ns
+        twin.ctime_ns = self.ctime_ns
+        twin.btime_ns = self.btime_ns
+        twin.dev = self.dev
+        if changes:
+            # only field names, as replace() took: a TypeError for any other
+            for name, value in changes.items():
+                if name not in Attr._fields:
+                    raise TypeError(f"Attr.copy() got an unexpected keyword argument {name!r}")
+                setattr(twin, name, value)
         return twin
 
 
-@dataclass
-class StatFs:
+class StatFs(Record):
     """struct statfs fields (f_type is the file system's magic number)."""
-    f_type: int
-    f_bsize: int = 4096
-    f_blocks: int = 0
-    f_bfree: int = 0
-    f_bavail: int = 0
-    f_files: int = 0
-    f_ffree: int = 0
-    f_namelen: int = 255
-    f_frsize: int = 4096
-    f_flags: int = 0
+    __slots__ = _fields = ("f_type", "f_bsize", "f_blocks", "f_bfree", "f_bavail", "f_files",
+                           "f_ffree", "f_namelen", "f_frsize", "f_flags")
+
+    def __init__(self, f_type: int, f_bsize: int = 4096, f_blocks: int = 0, f_bfree: int = 0,
+                 f_bavail: int = 0, f_files: int = 0, f_ffree: int = 0, f_namelen: int = 255,
+                 f_frsize: int = 4096, f_flags: int = 0) -> None:
+        self.f_type = f_type
+        self.f_bsize = f_bsize
+        self.f_blocks = f_blocks
+        self.f_bfree = f_bfree
+        self.f_bavail = f_bavail
+        self.f_files = f_files
+        self.f_ffree = f_ffree
+        self.f_namelen = f_namelen
+        self.f_frsize = f_frsize
+        self.f_flags = f_flags
 
 
 _anon_minor = itertools.count(64)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import errno
 import stat as st
-from dataclasses import dataclass
 from typing import List, Optional
 
+from umlpy.record import Record
 from umlpy.vfs import perm
 from umlpy.vfs.mount import MountTable, Path, dir_generation, generation
 
@@ -27,15 +27,18 @@ RESOLVE_ALL = 0x3F
 WALK_CACHE_MAX = 8192
 
 
-@dataclass
-class Lookup:
+class Lookup(Record):
     """The end of a walk: `name` in directory `parent`; `path` is the object
     itself, or None when that name does not exist (yet). name is "" when the
     walk ended on a directory reached without a final name ("/", ".", "x/..")."""
-    parent: Path
-    name: str
-    path: Optional[Path]
-    trailing_slash: bool = False
+    __slots__ = _fields = ("parent", "name", "path", "trailing_slash")
+
+    def __init__(self, parent: Path, name: str, path: Optional[Path],
+                 trailing_slash: bool = False) -> None:
+        self.parent = parent
+        self.name = name
+        self.path = path
+        self.trailing_slash = trailing_slash
 
     @property
     def inode(self):
