@@ -43,3 +43,7 @@ class FrozenRecord(Record):
 
     def __hash__(self) -> int:
         return hash(self._values())
+
+    def __reduce__(self) -> tuple:
+        # copy and pickle would restore the slots with setattr, which is blocked
+        return (self.__class__, self._values())
