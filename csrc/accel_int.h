@@ -48,7 +48,7 @@ struct uml_ctx {
     struct uml_attr_change *attr_log;   /* fastattr.c: changes Python has not adopted */
     uint32_t attr_count;
     int have_children;      /* that waitpid's verdict */
-    struct zombie *zombies;     /* faststops.c: dead leaders' guest pids, until reaped */
+    struct zombie *zombies;     /* faststops.c: dead leaders' guest pids (UML_ZOMBIES) */
     int32_t *reap_log;          /* faststops.c: host pids C saw reaped, for Python */
     uint32_t reap_count;
 };
@@ -66,7 +66,8 @@ UML_INTERNAL pid_t uml_fork_paired(int sv[2]);
 /* faststops.c: handle this stop without Python when it can; 1 if it did. */
 UML_INTERNAL int uml_fast_stop(struct uml_ctx *c, struct uml_event *ev);
 /* faststops.c: a death about to go to Python; a leader's guest pid stays
- * known to C until its parent reaps it (SIGCHLD's si_pid, wait4's result). */
+ * known to C for its parent's wait4 and SIGCHLD, until a new task takes its
+ * host pid. */
 UML_INTERNAL void uml_note_death(struct uml_ctx *c, const struct uml_event *ev);
 /* faststops.c: host pid `host` names a new task: no dead one's guest pid. */
 UML_INTERNAL void uml_forget_zombie(struct uml_ctx *c, int32_t host);

@@ -51,6 +51,7 @@
 #define SI_TKILL_CODE (-6)
 
 void uml_set_fast_stops(struct uml_ctx *c, int enabled) { c->fast_stops = enabled; }
+void uml_set_task_limit(struct uml_ctx *c, unsigned int limit) { c->task_limit = limit; }
 
 /* ---- guest pids of dead leaders ---- */
 
@@ -84,7 +85,8 @@ static int32_t live_pid(struct uml_ctx *c, int32_t host) {
     return s && s->gtid == s->gtgid ? s->gtgid : 0;
 }
 
-/* ...of a live process or a dead one not yet reaped; 0 if unknown. */
+/* ...of a live process or a dead one (reaped or not) whose host pid no new
+ * task has taken; 0 if unknown. */
 static int32_t known_pid(struct uml_ctx *c, int32_t host) {
     int32_t g = live_pid(c, host);
     if (g)
@@ -98,7 +100,6 @@ const uint32_t *uml_reap_log_count(struct uml_ctx *c) { return &c->reap_count; }
 int uml_reap_log_take(struct uml_ctx *c, int32_t *out, int max) {
     return uml_log_take(c->reap_log, &c->reap_count, sizeof *out, out, max);
 }
-void uml_set_task_limit(struct uml_ctx *c, unsigned int limit) { c->task_limit = limit; }
 
 int uml_resume(struct uml_ctx *c, int tid, int sig) {
     struct slot *s = uml_tab_find(c, tid);
@@ -175,7 +176,7 @@ static int signal_stop(struct uml_ctx *c, struct uml_event *ev) {
     if (ev->sig == SIGCHLD || code == SI_USER_CODE || code == SI_QUEUE_CODE
             || code == SI_MESGQ_CODE || code == SI_TKILL_CODE) {
         int32_t g = 0;      /* a sender outside the guest shows as 0, as Linux does */
-            if (pid > 0 && !(g = known_pid(c, pid)))
+        if (pid > 0 && !(g = known_pid(c, pid)))
             return 0;       /* maybe outside: Python knows */
         if (g != pid) {
             memcpy(info + SI_PID_AT, &g, sizeof g);

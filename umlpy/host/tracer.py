@@ -81,13 +81,10 @@ class Regs:
         if name == "_c":
             object.__setattr__(self, name, value)
         else:
-            setattr(self._c, name, value & 0xFFFFFFFFFFFFFFFF)
+            setattr(self._c, name, value & _U64)
 
     def args(self) -> list:
         return [getattr(self._c, r) for r in ARG_REGS]
-
-    def set_arg(self, index: int, value: int) -> None:
-        setattr(self._c, ARG_REGS[index], value & 0xFFFFFFFFFFFFFFFF)
 
 
 class Tracer:
