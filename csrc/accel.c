@@ -86,6 +86,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
             i = (i + 1) & (c->cap - 1);
         s = &c->tab[i];
         s->fix = 0;
+        s->exec_wait = 0;
         c->count++;
         uml_forget_zombie(c, tid);     /* a host pid used again */
     }
@@ -186,6 +187,8 @@ void uml_free(struct uml_ctx *c) {
     free(c->open_log);
     free(c->zombies);
     free(c->reap_log);
+    free(c->execs);
+    free(c->exec_log);
     free(c);
 }
 

@@ -56,6 +56,7 @@ struct uml_stats {
     uint64_t fast_opens;    /* open(O_RDONLY) of a published path answered in C (fastopen.c) */
     uint64_t fast_unlinks;  /* unlink of a tmpfs name answered in C (fastcreate.c) */
     uint64_t lost_wakeups;  /* stops found by the periodic wait, not by their SIGCHLD */
+    uint64_t fast_execs;    /* execve entries answered in C (fastexec.c) */
 };
 
 struct uml_ctx;
@@ -179,6 +180,32 @@ struct uml_open_note {
 };
 const uint32_t *uml_open_log_count(struct uml_ctx *c);
 int uml_open_log_take(struct uml_ctx *c, struct uml_open_note *out, int max);
+
+/* execve answered in C (fastexec.c). uml_exec_publish: task tid's execve of
+ * `name` (its text, from its cwd) runs the image at host_path, whose host
+ * object is (image_dev, image_ino), while the views hold (uml_fstat_forget)
+ * and each check's file (the program, then its ld.so) is that version: its
+ * fd is the kernel's descriptor of it, kept open while published. host_interp,
+ * when not empty: the host's own ld.so at that path must be checks[1]'s
+ * version too. Returns the slot, with its serial in *serial, or -errno; the
+ * slot's earlier answer (and its descriptors) is replaced. uml_exec_void
+ * drops every answer (an image is gone). Each execve answered, and each exec
+ * event after it checked, is logged for the kernel to adopt before its next
+ * event (done: 0 for the entry, 1 for the event). */
+#define UML_EXEC_PATH_MAX 512
+struct uml_exec_check {
+    int64_t fd;
+    uint64_t dev, ino;
+    int64_t size, mtime_ns, ctime_ns;
+};
+int uml_exec_publish(struct uml_ctx *c, int tid, const char *name, size_t len,
+                     const char *host_path, size_t host_len, uint64_t image_dev,
+                     uint64_t image_ino, const struct uml_exec_check *checks, int nchecks,
+                     const char *host_interp, size_t interp_len, uint32_t *serial);
+void uml_exec_void(struct uml_ctx *c);
+struct uml_exec_note { int32_t tid; uint32_t slot, serial, done; };
+const uint32_t *uml_exec_log_count(struct uml_ctx *c);
+int uml_exec_log_take(struct uml_ctx *c, struct uml_exec_note *out, int max);
 
 /* Resuming a ptrace-stopped tracee. */
 int uml_cont(int tid, int sig);

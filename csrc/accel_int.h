@@ -16,6 +16,9 @@ struct slot {
     uint32_t fsuid, fsgid;  /* whom file permissions see (fastattr.c) */
     uint32_t ctx;           /* resolution context (statpath.c): 0 = none */
     uint8_t fix;            /* FIX_*: what its next syscall-exit stop needs (faststops.c) */
+    uint8_t exec_wait;      /* fastexec.c answered its execve: its exec event is checked */
+    uint32_t exec_slot, exec_serial;    /* ... against this answer */
+    uint64_t exec_dev, exec_ino;        /* ... which named this image */
 };
 
 struct uml_ctx {
@@ -51,6 +54,10 @@ struct uml_ctx {
     struct zombie *zombies;     /* faststops.c: dead leaders' guest pids (UML_ZOMBIES) */
     int32_t *reap_log;          /* faststops.c: host pids C saw reaped, for Python */
     uint32_t reap_count;
+    struct exec_slot *execs;    /* fastexec.c: published execs, NULL until the first */
+    uint32_t exec_serial;
+    struct uml_exec_note *exec_log;     /* fastexec.c: execs Python has not adopted */
+    uint32_t exec_count;
 };
 
 /* Internal to the object: called directly, not through the PLT. */
@@ -131,6 +138,12 @@ UML_INTERNAL int uml_path_key(int tid, int dirfd, const char *name, size_t len, 
  * in this generation, or NULL. */
 UML_INTERNAL struct path_slot *uml_path_slot(struct uml_ctx *c, int tid, const char *key,
                                              size_t len, int nofollow);
+/* statpath.c: the hash of a key (ctx, name, salt) that places it in a table. */
+UML_INTERNAL uint32_t uml_key_hash(uint32_t ctx, const char *name, size_t len, int salt);
+/* fastexec.c: an execve entry (any: it voids what an earlier one left) and
+ * an exec event; 1 when answered. */
+UML_INTERNAL int uml_fast_exec_entry(struct uml_ctx *c, struct uml_event *ev);
+UML_INTERNAL int uml_fast_exec_event(struct uml_ctx *c, struct uml_event *ev);
 /* fastopen.c: open(O_RDONLY) of a path whose stat was published; 1 when answered. */
 UML_INTERNAL int uml_answer_open(struct uml_ctx *c, const struct seccomp_notif *req);
 

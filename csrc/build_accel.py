@@ -25,7 +25,7 @@ struct uml_event {
 struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops;
                    uint64_t fast_stats; uint64_t fast_attrs; uint64_t fast_creates;
                    uint64_t fast_opens; uint64_t fast_unlinks;
-                   uint64_t lost_wakeups; };
+                   uint64_t lost_wakeups; uint64_t fast_execs; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);
@@ -80,6 +80,16 @@ const uint32_t *uml_attr_log_count(struct uml_ctx *c);
 int uml_attr_log_take(struct uml_ctx *c, struct uml_attr_change *out, int max);
 int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, int nofollow,
                      int err, int host_fd, const struct uml_fstat *view);
+#define UML_EXEC_PATH_MAX 512
+struct uml_exec_check { int64_t fd; uint64_t dev, ino; int64_t size, mtime_ns, ctime_ns; };
+int uml_exec_publish(struct uml_ctx *c, int tid, const char *name, size_t len,
+                     const char *host_path, size_t host_len, uint64_t image_dev,
+                     uint64_t image_ino, const struct uml_exec_check *checks, int nchecks,
+                     const char *host_interp, size_t interp_len, uint32_t *serial);
+void uml_exec_void(struct uml_ctx *c);
+struct uml_exec_note { int32_t tid; uint32_t slot, serial, done; };
+const uint32_t *uml_exec_log_count(struct uml_ctx *c);
+int uml_exec_log_take(struct uml_ctx *c, struct uml_exec_note *out, int max);
 int uml_cont(int tid, int sig);
 int uml_syscall(int tid, int sig);
 int uml_listen(int tid);

@@ -223,6 +223,15 @@ static int on_exit_stop(struct uml_ctx *c, struct slot *s, struct uml_event *ev)
 }
 
 int uml_fast_stop(struct uml_ctx *c, struct uml_event *ev) {
+    if (ev->kind == UML_EV_EXEC || (ev->kind == UML_EV_SECCOMP
+                                    && (ev->nr == SYS_execve || ev->nr == SYS_execveat))) {
+        /* (called whatever the switches: an execve Python takes voids C's last) */
+        int done = ev->kind == UML_EV_EXEC ? uml_fast_exec_event(c, ev)
+                                           : uml_fast_exec_entry(c, ev);
+        if (done)
+            c->stats.c_stops++;
+        return done;
+    }
     if (ev->kind == UML_EV_SIGNAL && c->fast && c->fast_stops) {
         if (!signal_stop(c, ev))
             return 0;

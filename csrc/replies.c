@@ -61,7 +61,7 @@ UML_INTERNAL int uml_log_room(void **log, uint32_t count, size_t entry, uint32_t
 
 UML_INTERNAL int uml_logs_filling(struct uml_ctx *c) {
     return c->create_count >= UML_LOG_DRAIN || c->attr_count >= UML_LOG_DRAIN
-           || c->open_count >= UML_LOG_DRAIN;
+           || c->open_count >= UML_LOG_DRAIN || c->exec_count >= UML_LOG_DRAIN;
 }
 
 UML_INTERNAL int uml_log_take(void *log, uint32_t *count, size_t entry, void *out, int max) {

@@ -37,13 +37,17 @@ static uint32_t context_of(struct uml_ctx *c, int tid) {
     return t ? t->ctx : 0;
 }
 
-static uint32_t slot_of(uint32_t ctx, const char *name, size_t len, int nofollow) {
-    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)ctx ^ ((uint64_t)nofollow << 40);
+UML_INTERNAL uint32_t uml_key_hash(uint32_t ctx, const char *name, size_t len, int salt) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)ctx ^ ((uint64_t)salt << 40);
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)name[i];
         h *= 0x100000001b3ULL;
     }
-    return (uint32_t)(h ^ (h >> 32)) & (PATH_SLOTS - 1);
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+static uint32_t slot_of(uint32_t ctx, const char *name, size_t len, int nofollow) {
+    return uml_key_hash(ctx, name, len, nofollow) & (PATH_SLOTS - 1);
 }
 
 int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, int nofollow,

@@ -107,6 +107,8 @@ class Tracer:
         self._open_paths: dict = {}     # path slot -> the place its opens are by
         self._reap_count = lib.uml_reap_log_count(ctx)
         self._reap_buf = ffi.new("int32_t[]", _ATTR_BATCH)
+        self._exec_count = lib.uml_exec_log_count(ctx)
+        self._exec_buf = ffi.new("struct uml_exec_note[]", _ATTR_BATCH)
         self._reply_lock = threading.Lock()     # replies share one buffer; workers reply too
         # host tid -> fn(tid, how, sig, value): a task whose resumption the kernel's
         # guest ptrace decides (a guest tracee, or a guest tracer parked in wait).
@@ -177,7 +179,8 @@ class Tracer:
         return {"fast_answers": s.fast_answers, "notifs": s.notifs, "ptrace_stops": s.ptrace_stops,
                 "c_stops": s.c_stops, "fast_stats": s.fast_stats, "fast_attrs": s.fast_attrs,
                 "fast_creates": s.fast_creates, "fast_opens": s.fast_opens,
-                "fast_unlinks": s.fast_unlinks, "lost_wakeups": s.lost_wakeups}
+                "fast_unlinks": s.fast_unlinks, "lost_wakeups": s.lost_wakeups,
+                "fast_execs": s.fast_execs}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
@@ -307,6 +310,42 @@ class Tracer:
                 return -1
         return lib.uml_path_publish(self._ctx, tid, name, len(name), 1 if nofollow else 0, err,
                                     host_fd, view)
+
+    def exec_publish(self, tid: int, name: bytes, host_path: bytes, image_key: tuple,
+                     checks: list, host_interp: bytes = b"") -> Optional[tuple]:
+        """Host task tid's execve of `name` may be answered in C (csrc/fastexec.c)
+        with the image at host_path, whose host object is image_key, while
+        nothing changed and each of `checks` ([(fd, os.stat_result)]: the
+        program, then its ld.so) is that version; with host_interp, the host's
+        file at that path too. (slot, serial), or None when not published.
+        The fds stay the caller's; C uses them until the slot is replaced."""
+        if not self.publish_stats:
+            return None
+        arr = ffi.new("struct uml_exec_check[]", len(checks))
+        for e, (fd, s) in zip(arr, checks):
+            e.fd, e.dev, e.ino, e.size = fd, s.st_dev, s.st_ino, s.st_size
+            e.mtime_ns, e.ctime_ns = s.st_mtime_ns, s.st_ctime_ns
+        serial = ffi.new("uint32_t *")
+        slot = lib.uml_exec_publish(self._ctx, tid, name, len(name), host_path, len(host_path),
+                                    image_key[0], image_key[1], arr, len(checks),
+                                    host_interp, len(host_interp), serial)
+        return (slot, serial[0]) if slot >= 0 else None
+
+    def exec_void(self) -> None:
+        """No execve is answered in C until published again."""
+        lib.uml_exec_void(self._ctx)
+
+    def execs_waiting(self) -> bool:
+        return self._exec_count[0] != 0
+
+    def take_execs(self) -> list:
+        """[(host tid, slot, serial, done)] of the execs C answered, in order:
+        done is 0 for an execve entry, 1 for its checked exec event."""
+        out = []
+        while self._exec_count[0]:
+            n = lib.uml_exec_log_take(self._ctx, self._exec_buf, _ATTR_BATCH)
+            out.extend((e.tid, e.slot, e.serial, e.done) for e in self._exec_buf[0:n])
+        return out
 
     def path_open_publish(self, slot: int, recipe: tuple, key: tuple, path) -> None:
         """The path stat in published slot `slot` (what path_publish returned)

@@ -21,6 +21,7 @@ from umlpy.kernel import lifecycle, orphans
 from umlpy.kernel.contexts import Contexts
 from umlpy.kernel.fds import Fds
 from umlpy.kernel.klog import KERN_ALERT, KernelLog
+from umlpy.kernel.exec_cache import ExecCache
 from umlpy.kernel.loader import Loader
 from umlpy.kernel.task import Creds, FsContext, PidNamespace, Task, ThreadGroup
 from umlpy.syscalls import registry, statcache
@@ -50,6 +51,8 @@ class Kernel:
         self.contexts = Contexts()
         self.keeper = None      # umlpy.host.keeper.Keeper: holds the exec images
         self.loader = Loader(vfs, os.path.join(vfs.scratch, "exec"), self.get_keeper)
+        self.exec_cache = ExecCache(self.tracer)
+        self.loader.on_forget = self.exec_cache.forget
         self.fds = Fds(self)
         vfs.handles.gc_hook = self.fds.live_keys
         self.current: Optional[Task] = None     # the task whose syscall is being served
@@ -117,6 +120,8 @@ class Kernel:
                 statcache.adopt_opens(self)
             if self.tracer.attr_changes_waiting():
                 statcache.adopt_attr_changes(self)
+            if self.tracer.execs_waiting():
+                self.exec_cache.adopt(self)
             if ev.kind == host.EV_NONE:
                 break
             if ev.kind == host.EV_ADOPT:
@@ -144,6 +149,7 @@ class Kernel:
 
     def close(self) -> None:
         self.fds.close()
+        self.exec_cache.close()
         self.loader.close()
         if self.keeper is not None:
             self.keeper.close()

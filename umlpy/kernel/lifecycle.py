@@ -146,6 +146,14 @@ def on_trapstop(k, ev) -> None:
         k.resume(task)
 
 
+def exec_taken(k, task, plan) -> None:
+    """task now runs plan's image (checked): its exe and comm."""
+    root = task.fs.root
+    task.group.set_exe(plan.guest_path, lambda: k.vfs.path_string(plan.guest_path, root) or "")
+    k.vfs.handles.register((plan.image.dev, plan.image.ino), plan.guest_path)
+    task.group.comm = plan.name[:15]
+
+
 def on_exec(k, ev) -> None:
     former, tid = ev.msg, ev.tid
     task = k.pids.tasks.get(former)
@@ -176,10 +184,7 @@ def on_exec(k, ev) -> None:
         os.kill(tid, signal.SIGKILL)
         k.tracer.cont(tid)
         return
-    root = task.fs.root
-    task.group.set_exe(plan.guest_path, lambda: k.vfs.path_string(plan.guest_path, root) or "")
-    k.vfs.handles.register((plan.image.dev, plan.image.ino), plan.guest_path)
-    task.group.comm = plan.name[:15]
+    exec_taken(k, task, plan)
     # The exec succeeded: the registers belong to the new image and execve's
     # exit handler only clears pending_exec, so skip its exit stop altogether
     # (one ptrace stop less per exec).

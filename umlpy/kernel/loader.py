@@ -138,6 +138,19 @@ class ExecImage(Record):
         return link
 
 
+class ExecSource(Record):
+    """A file an exec image was made from, as the loader opened it."""
+    __slots__ = _fields = ("fd", "stat", "key", "path", "host_path")
+
+    def __init__(self, fd: int, stat: os.stat_result, key: tuple, path: object,
+                 host_path: str = "") -> None:
+        self.fd = fd                # the kernel's descriptor of it
+        self.stat = stat            # the version the image was made from
+        self.key = key              # its handle key (umlpy.vfs.handles)
+        self.path = path            # its vfs Path
+        self.host_path = host_path  # ld.so that is the host's own: the host's path of it
+
+
 class ExecPlan(Record):
     __slots__ = _fields = ("image", "guest_path", "argv", "name")
 
@@ -171,6 +184,7 @@ class Loader:
         self.keeper = keeper
         self.images: "OrderedDict[tuple, ExecImage]" = OrderedDict()   # least recent first
         self.infos: Dict[tuple, ElfInfo] = {}       # parsed headers, per file version
+        self.on_forget: Callable[[], None] = lambda: None    # an image is about to go
 
     def close(self) -> None:
         """The kernel's copies; the keeper's go with the keeper."""
@@ -181,9 +195,10 @@ class Loader:
     def exec_path(self, plan: "ExecPlan") -> str:
         return plan.image.exec_path(self.link_dir, plan.name)
 
-    def _open_exec(self, path: str, resolve) -> Tuple[int, os.stat_result, object]:
+    def _open_exec(self, path: str, resolve) -> Tuple[int, os.stat_result, object, tuple]:
         """Open the program `path` names (resolve: guest path -> vfs Path, as
-        the calling task sees it) after the checks execve makes."""
+        the calling task sees it) after the checks execve makes. Also gives
+        the file's handle key (umlpy.vfs.handles)."""
         where, creds = resolve(path)
         a = where.inode.getattr()
         if not st.S_ISREG(a.mode) or where.mount.flags & MS_NOEXEC:
@@ -196,14 +211,16 @@ class Loader:
         s = os.fstat(fd)
         key = where.inode.host_key() or (s.st_dev, s.st_ino)
         self.vfs.handles.register(key, where)
-        return fd, s, where
+        return fd, s, where, key
 
-    def prepare(self, path: str, resolve, argv) -> ExecPlan:
+    def prepare(self, path: str, resolve, argv, keep: Optional[list] = None) -> ExecPlan:
         """argv: the guest's argv, or a function reading it (only a #! script
-        needs it: an ELF keeps the guest's own, which the host reads)."""
+        needs it: an ELF keeps the guest's own, which the host reads).
+        keep: a list that receives, for an ELF, ExecSources of the program and
+        then of its ld.so; their descriptors become the caller's."""
         new_argv = None
         for _depth in range(MAX_INTERP_DEPTH + 1):
-            fd, s, canon = self._open_exec(path, resolve)
+            fd, s, canon, key = self._open_exec(path, resolve)
             try:
                 head = os.pread(fd, BINPRM_BUF_SIZE, 0)
                 if head[:2] == b"#!":
@@ -215,10 +232,14 @@ class Loader:
                     new_argv = [interp] + ([arg] if arg else []) + [os.fsencode(path)] + cur[1:]
                     path = os.fsdecode(interp)
                     continue
-                image = self._image(fd, s, resolve)
+                image = self._image(fd, s, resolve, keep=keep)
+                if keep is not None:
+                    keep.insert(0, ExecSource(fd, s, key, canon))
+                    fd = -1
                 return ExecPlan(image, canon, new_argv, os.path.basename(path.rstrip("/")))
             finally:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
         raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
 
     def _info(self, fd: int, s: os.stat_result, nested: bool) -> Tuple[ElfInfo, Optional[bytes]]:
@@ -234,13 +255,14 @@ class Loader:
             raise ExecError(errno.ELIBBAD, "the ELF interpreter has an interpreter")
         return info, data
 
-    def _image(self, fd: int, s: os.stat_result, resolve, nested: bool = False) -> ExecImage:
+    def _image(self, fd: int, s: os.stat_result, resolve, nested: bool = False,
+               keep: Optional[list] = None) -> ExecImage:
         key = _file_key(s)
         cached = self.images.get(key)
         info, data = self._info(fd, s, nested)
         interp_key, interp_image = None, None
         if info.interp is not None:
-            interp_key, interp_image = self._interp(os.fsdecode(info.interp), resolve)
+            interp_key, interp_image = self._interp(os.fsdecode(info.interp), resolve, keep)
         if cached is not None and cached.interp_key == interp_key:
             self.images.move_to_end(key)
             return cached
@@ -270,6 +292,7 @@ class Loader:
     def _forget(self, key: tuple) -> None:
         """Drop an image: an exec that named it meanwhile fails its identity
         check at the exec event, never runs something else unchecked."""
+        self.on_forget()
         img = self.images.pop(key)
         self.infos.pop(key, None)
         os.close(img.fd)
@@ -286,23 +309,30 @@ class Loader:
             raise _noexec("cannot read the whole file")
         return data
 
-    def _interp(self, path: str, resolve) -> Tuple[tuple, Optional[ExecImage]]:
+    def _interp(self, path: str, resolve,
+                keep: Optional[list]) -> Tuple[tuple, Optional[ExecImage]]:
         """(identity, image) of the ELF interpreter `path` as the guest sees it.
         The image is None when the host's file at that path is that very file
         (the host's ld.so under an overlay of the host's /): PT_INTERP stays
         as it is, and ld.so, gdb and /proc/PID/maps name it as on Linux."""
         try:
-            fd, s, _canon = self._open_exec(path, resolve)
+            fd, s, canon, key = self._open_exec(path, resolve)
         except ExecError as e:
             raise ExecError(errno.ELIBBAD if e.errno == errno.ENOEXEC else e.errno, str(e))
         try:
             if _same_host_file(path, s):
                 self._info(fd, s, nested=True)
-                return ("host",) + _file_key(s), None
-            img = self._image(fd, s, resolve, nested=True)
-            return (img.dev, img.ino), img
+                ident, img, host = ("host",) + _file_key(s), None, path
+            else:
+                img = self._image(fd, s, resolve, nested=True)
+                ident, host = (img.dev, img.ino), ""
+            if keep is not None:
+                keep.append(ExecSource(fd, s, key, canon, host))
+                fd = -1
+            return ident, img
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     @staticmethod
     def _memfd(data: bytes, interp_key) -> ExecImage:

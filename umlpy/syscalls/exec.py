@@ -76,8 +76,18 @@ def do_exec(c: Call, path: str, argv_ptr: int, envp_ptr: int, dirfd: int = AT_FD
         if first is not None and p == path:
             return first, c.task.creds
         return walk(c, dirfd if p == path else AT_FDCWD, p, True).must_exist(), c.task.creds
-    plan = c.kernel.loader.prepare(path, resolve, argv)
+    # A plain execve by a path may be published for C to answer next time
+    # (umlpy.kernel.exec_cache): the loader hands over the files it opened.
+    sources = [] if first is None and c.nr == NR["execve"] else None
+    try:
+        plan = c.kernel.loader.prepare(path, resolve, argv, sources)
+    except BaseException:
+        if sources:
+            c.kernel.exec_cache.release(sources)
+        raise
     host_path = os.fsencode(c.kernel.loader.exec_path(plan))
+    if sources is not None:
+        c.kernel.exec_cache.publish(c.task, os.fsencode(path), plan, host_path, sources)
     path_addr, argv_addr = _scratch(c, host_path, plan.argv)
     if c.nr != NR["execve"]:
         c.set_nr(NR["execve"])
