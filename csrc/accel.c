@@ -87,6 +87,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
         s = &c->tab[i];
         s->fix = 0;
         s->exec_wait = 0;
+        s->start_wait = 0;
         c->count++;
         uml_forget_zombie(c, tid);     /* a host pid used again */
     }

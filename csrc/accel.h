@@ -57,6 +57,7 @@ struct uml_stats {
     uint64_t fast_unlinks;  /* unlink of a tmpfs name answered in C (fastcreate.c) */
     uint64_t lost_wakeups;  /* stops found by the periodic wait, not by their SIGCHLD */
     uint64_t fast_execs;    /* execve entries answered in C (fastexec.c) */
+    uint64_t fast_starts;   /* new tasks' first stops resumed in C (faststops.c) */
 };
 
 struct uml_ctx;
@@ -98,6 +99,12 @@ const uint32_t *uml_reap_log_count(struct uml_ctx *c);
 int uml_reap_log_take(struct uml_ctx *c, int32_t *out, int max);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
 void uml_set_ticks(struct uml_ctx *c, int on);
+/* A new task whose first stop needs nothing but resuming (no CLONE_CHILD_SETTID,
+ * no guest tracer): C resumes it there while fast stops are on (on = 1), or not
+ * (on = 0). uml_start_armed: 1 while that first stop has not come (or came when
+ * C could not take it), 0 once C took it, -ENOENT for an unknown task. */
+int uml_arm_start(struct uml_ctx *c, int tid, int on);
+int uml_start_armed(struct uml_ctx *c, int tid);
 /* Resume a stopped task: PTRACE_SYSCALL when C owes it an exit stop, else CONT. */
 int uml_resume(struct uml_ctx *c, int tid, int sig);
 

@@ -17,6 +17,7 @@ struct slot {
     uint32_t ctx;           /* resolution context (statpath.c): 0 = none */
     uint8_t fix;            /* FIX_*: what its next syscall-exit stop needs (faststops.c) */
     uint8_t exec_wait;      /* fastexec.c answered its execve: its exec event is checked */
+    uint8_t start_wait;     /* its first stop only resumes it (faststops.c) */
     uint32_t exec_slot, exec_serial;    /* ... against this answer */
     uint64_t exec_dev, exec_ino;        /* ... which named this image */
 };

@@ -25,7 +25,7 @@ struct uml_event {
 struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops;
                    uint64_t fast_stats; uint64_t fast_attrs; uint64_t fast_creates;
                    uint64_t fast_opens; uint64_t fast_unlinks;
-                   uint64_t lost_wakeups; uint64_t fast_execs; };
+                   uint64_t lost_wakeups; uint64_t fast_execs; uint64_t fast_starts; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);
@@ -47,6 +47,8 @@ int uml_reap_log_take(struct uml_ctx *c, int32_t *out, int max);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
 void uml_set_ticks(struct uml_ctx *c, int on);
 int uml_resume(struct uml_ctx *c, int tid, int sig);
+int uml_arm_start(struct uml_ctx *c, int tid, int on);
+int uml_start_armed(struct uml_ctx *c, int tid);
 enum { UML_FSTAT_CHECK_CTIME = 1, UML_FSTAT_LIVE_DATA = 2, UML_FSTAT_TMPFS_CTIME = 4,
        UML_FSTAT_SETATTR = 8 };
 struct uml_fstat {

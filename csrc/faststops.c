@@ -11,7 +11,9 @@
  *     the child's guest pid, and a child it reaped goes in the reap log,
  *     whose guest pids Python frees before its next event;
  *   - a signal about to be delivered shows its sender's (or SIGCHLD's
- *     child's) guest pid in si_pid.
+ *     child's) guest pid in si_pid;
+ *   - a new task's first stop, when Python's fork event found nothing to do
+ *     there (no CLONE_CHILD_SETTID, no guest tracer) and armed its slot.
  * For the calls, C resumes the entry with PTRACE_SYSCALL and remembers in the
  * slot what the exit needs. A pid C does not know, anything else, or a task
  * someone debugs, goes to Python as before.
@@ -99,6 +101,19 @@ const uint32_t *uml_reap_log_count(struct uml_ctx *c) { return &c->reap_count; }
 
 int uml_reap_log_take(struct uml_ctx *c, int32_t *out, int max) {
     return uml_log_take(c->reap_log, &c->reap_count, sizeof *out, out, max);
+}
+
+int uml_arm_start(struct uml_ctx *c, int tid, int on) {
+    struct slot *s = uml_tab_find(c, tid);
+    if (!s)
+        return -ENOENT;
+    s->start_wait = on != 0;
+    return 0;
+}
+
+int uml_start_armed(struct uml_ctx *c, int tid) {
+    struct slot *s = uml_tab_find(c, tid);
+    return s ? s->start_wait : -ENOENT;
 }
 
 int uml_resume(struct uml_ctx *c, int tid, int sig) {
@@ -231,6 +246,17 @@ int uml_fast_stop(struct uml_ctx *c, struct uml_event *ev) {
         if (done)
             c->stats.c_stops++;
         return done;
+    }
+    if (ev->kind == UML_EV_TRAPSTOP && c->fast && c->fast_stops) {
+        /* a new task's first stop, which Python armed (its fork event came first) */
+        struct slot *s = uml_tab_find(c, ev->tid);
+        if (!s || !s->start_wait)
+            return 0;
+        s->start_wait = 0;
+        ptrace(PTRACE_CONT, ev->tid, 0, 0);     /* ESRCH: killed meanwhile, its death follows */
+        c->stats.c_stops++;
+        c->stats.fast_starts++;
+        return 1;
     }
     if (ev->kind == UML_EV_SIGNAL && c->fast && c->fast_stops) {
         if (!signal_stop(c, ev))

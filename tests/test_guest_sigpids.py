@@ -78,3 +78,57 @@ def test_reaped_children_leave_proc(in_c):
     res = run_umlpy(umlpy_run(["/bin/sh", "-c", script]), env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout == "2\n", res.stderr
+
+
+FIRST_STOPS = r'''
+import os, signal, subprocess, threading
+for i in range(3):      # spawned by vfork: their first stop only resumes them
+    p = subprocess.Popen(["sleep", "5"])
+    os.kill(p.pid, signal.SIGSTOP)
+    _, st = os.waitpid(p.pid, os.WUNTRACED)
+    print("stopped", os.WIFSTOPPED(st), os.WSTOPSIG(st))
+    os.kill(p.pid, signal.SIGCONT)      # (a later trap stop, Python's)
+    _, st = os.waitpid(p.pid, os.WCONTINUED)
+    print("continued", os.WIFCONTINUED(st))
+    os.kill(p.pid, signal.SIGTERM)
+    _, st = os.waitpid(p.pid, 0)
+    print("killed", os.WIFSIGNALED(st), os.WTERMSIG(st))
+out = []                # threads: clone without CLONE_CHILD_SETTID
+ts = [threading.Thread(target=lambda: out.append(threading.get_native_id())) for _ in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("threads", len(set(out)))
+r, w = os.pipe()        # glibc's fork: CLONE_CHILD_SETTID, written at the first stop
+pid = os.fork()
+if pid == 0:
+    got = []
+    signal.signal(signal.SIGUSR1, lambda *a: got.append(1))
+    main = threading.get_ident()
+    # pthread_kill of another thread: tgkill(getpid(), the tid glibc keeps for it)
+    t = threading.Thread(target=signal.pthread_kill, args=(main, signal.SIGUSR1))
+    t.start()
+    t.join()
+    os.write(w, f"{os.getpid()} {len(got)}".encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+child, raised = os.read(r, 32).split()
+print("fork pid agrees", int(child) == pid, "raise", raised)
+'''
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["c", "python-only"])
+def test_first_stops(tmp_path, in_c):
+    """A new task's first stop is resumed in C when its fork event found nothing
+    to do there; stops after it, and CLONE_CHILD_SETTID, stay Python's."""
+    script = tmp_path / "first_stops.py"
+    script.write_text(FIRST_STOPS)
+    native = subprocess.run(["python3", str(script)], capture_output=True, text=True,
+                            timeout=60)
+    assert native.returncode == 0, native.stderr
+    env = None if in_c else {**os.environ, "UMLPY_NO_FAST_STOPS": "1"}
+    res = run_umlpy(umlpy_run(["python3", str(script)], ["--counters"]), env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout == native.stdout, res.stderr
+    starts = int(re.search(r"fast_starts=(\d+)", res.stderr).group(1))
+    # 3 spawns and 8 threads (and whatever Popen's helpers are)
+    assert (starts >= 11) if in_c else (starts == 0), res.stderr

@@ -180,7 +180,7 @@ class Tracer:
                 "c_stops": s.c_stops, "fast_stats": s.fast_stats, "fast_attrs": s.fast_attrs,
                 "fast_creates": s.fast_creates, "fast_opens": s.fast_opens,
                 "fast_unlinks": s.fast_unlinks, "lost_wakeups": s.lost_wakeups,
-                "fast_execs": s.fast_execs}
+                "fast_execs": s.fast_execs, "fast_starts": s.fast_starts}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
@@ -267,6 +267,14 @@ class Tracer:
 
     def task_del(self, tid: int) -> None:
         lib.uml_task_del(self._ctx, tid)
+
+    def arm_start(self, tid: int, on: bool = True) -> None:
+        """The new task's first stop only resumes it: C may do that (csrc/faststops.c)."""
+        lib.uml_arm_start(self._ctx, tid, 1 if on else 0)
+
+    def start_armed(self, tid: int) -> bool:
+        """Still armed: its first stop has not been taken by C."""
+        return lib.uml_start_armed(self._ctx, tid) == 1
 
     # ---- fstat answered in C (csrc/fastnotif.c) ----
     def _view(self, key: tuple, flags: int, host_ctime_ns: int, a, host_fd: int = -1):

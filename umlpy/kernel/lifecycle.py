@@ -80,6 +80,9 @@ def on_fork(k, ev) -> None:
             pass
     if orphans.release(k, child_tid):
         first_stop(k, task)
+    elif not (flags & CLONE_CHILD_SETTID and ctid) and not event and task.ptrace is None:
+        k.tracer.arm_start(child_tid)       # nothing to do there: C may resume it
+        task.start_armed = True
     if event and ptrace_stops.event_stop(k, parent, event):
         return
     k.resume(parent)
@@ -101,6 +104,18 @@ def new_task(k, parent: Task, host_tid: int, flags: int) -> Task:
     k.pids.tasks[host_tid] = task
     k.mirror(task)
     return task
+
+
+def _started_in_c(k, task: Task) -> bool:
+    """C took the task's first stop (armed at its fork): this stop is a later one."""
+    if not task.start_armed:
+        return False
+    task.start_armed = False
+    if k.tracer.start_armed(task.host_tid):     # C could not: this is the first
+        k.tracer.arm_start(task.host_tid, False)
+        return False
+    task.started = True
+    return True
 
 
 def first_stop(k, task: Task) -> None:
@@ -136,7 +151,7 @@ def on_trapstop(k, ev) -> None:
         task.ptrace_jobstop = 0     # SIGCONT ended a group stop (or an interrupt)
     if task is None:
         orphans.hold(k, ev.tid)     # our parent's event has not come yet
-    elif not task.started:
+    elif not task.started and not _started_in_c(k, task):
         first_stop(k, task)
     elif task.ptrace is not None and ptrace_stops.trap_stop(k, task, ev.status, ev.msg):
         return

@@ -128,6 +128,7 @@ class Task:
         self.pending_call = None
         self.pending_exec = None
         self.started = False            # first stop seen
+        self.start_armed = False        # C may take the first stop (lifecycle.on_fork)
         self.clone_info = None          # (flags, ctid) to apply at first stop
         self.mem = None                 # its GuestMemory, set by the kernel
 
