@@ -58,9 +58,7 @@ class ExecCache:
     def forget(self) -> None:
         """An image is going: nothing answered from now on names one."""
         self.tracer.exec_void()
-        for p in self.slots.values():
-            self.release(p.sources)
-        self.slots.clear()
+        self.close()
 
     def _published(self, k, task, slot: int, serial: int) -> Optional[Published]:
         p = self.slots.get(slot)
@@ -91,6 +89,7 @@ class ExecCache:
                 lifecycle.exec_taken(k, task, p.plan)
 
     def close(self) -> None:
+        """Close the descriptors C checked (C answers none of them any more)."""
         for p in self.slots.values():
             self.release(p.sources)
         self.slots.clear()
