@@ -23,6 +23,18 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The directory's own fstat through its descriptor (opendir makes one):
+ * another directory's earlier descriptor may have had its number. */
+static void dir_fstat(const char *label, int fd, const char *d) {
+    struct stat f, p;
+    if (fstat(fd, &f) || stat(d, &p)) {
+        printf("%s: dir fstat %s\n", label, strerror(errno));
+        return;
+    }
+    printf("%s dir mode=%o nlink=%lu uid=%u same=%d\n", label, f.st_mode,
+           (unsigned long)f.st_nlink, f.st_uid, f.st_ino == p.st_ino && f.st_dev == p.st_dev);
+}
+
 /* Every entry of d, sorted (the order of a listing is the file system's). */
 static void list(const char *label, const char *d) {
     int fd = open(d, O_RDONLY | O_DIRECTORY);
@@ -31,6 +43,7 @@ static void list(const char *label, const char *d) {
         printf("%s: open %s\n", label, strerror(errno));
         return;
     }
+    dir_fstat(label, fd, d);
     char *names[512];
     int n = 0;
     for (struct dirent *e; (e = readdir(dp)) != NULL && n < 512;)
@@ -64,6 +77,7 @@ static void list(const char *label, const char *d) {
            fstatat(fd, "nonesuch", &s, AT_SYMLINK_NOFOLLOW) ? strerror(errno) : "found");
     for (int i = 0; i < n; i++)
         free(names[i]);
+    dir_fstat(label, fd, d);        /* again: an answer published for this open */
     closedir(dp);
 }
 
@@ -110,6 +124,15 @@ int main(int argc, char **argv) {
     unlink(at("a/f006"));
     rename(at("a/f007"), at("a/g007"));
     list("a2", at("a"));
+    /* a directory's new subdirectory, between two fstats of one descriptor */
+    int afd = open(at("a"), O_RDONLY | O_DIRECTORY);
+    dir_fstat("a-before", afd, at("a"));
+    dir_fstat("a-before", afd, at("a"));
+    mkdir(at("a/newsub"), 0755);
+    dir_fstat("a-after", afd, at("a"));
+    chmod(at("a"), 0711);
+    dir_fstat("a-chmod", afd, at("a"));
+    close(afd);
     /* uid 1000: no search permission on a 0700 directory */
     mkdir(at("a/private"), 0700);
     make("a/private/p", 3, 0644);

@@ -53,7 +53,7 @@ def fd_attr(c: Call, fd: int) -> tuple:
     if h is None:
         return attr_from_host(s), None
     a = ops.getattr_of(h.path)
-    statcache.publish_fd(c, (s.st_dev, s.st_ino), h.path, a)
+    statcache.publish_fd(c, s, h.path, a)
     return a, h.path
 
 

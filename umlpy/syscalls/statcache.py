@@ -32,7 +32,7 @@ from typing import Optional
 from umlpy.fs import tmpfs_inodes
 from umlpy.syscalls.call import AT_FDCWD, Call
 from umlpy.vfs import ops, perm
-from umlpy.vfs.inode import STAT_SETATTR, Attr, Inode
+from umlpy.vfs.inode import STAT_CHECK_CTIME, STAT_SETATTR, Attr, Inode
 from umlpy.vfs.mount import Path, names_changed
 
 
@@ -46,13 +46,21 @@ def _publish_fd_view(c: Call, key: tuple, path: Path, view, a: Attr) -> None:
                                   a, host_fd)
 
 
-def publish_fd(c: Call, key: tuple, path: Path, a: Attr) -> None:
-    """fstat of host object `key` gives `a`, when `key` is the inode's own
-    host object (not a stand-in made for one open)."""
+def publish_fd(c: Call, s: os.stat_result, path: Path, a: Attr) -> None:
+    """fstat of the guest descriptor whose host object's stat is `s` gives
+    `a`. When that object is not the inode's own but a stand-in made for
+    one open (a directory's: opendir fstats it), attributes that live in
+    the kernel alone are published for as long as the stand-in's ctime
+    stands: a later stand-in may get a closed one's inode number."""
     inode = path.inode
     view = inode.stat_view()
-    if view is not None and inode.host_key() == key:
+    if view is None:
+        return
+    key = (s.st_dev, s.st_ino)
+    if inode.host_key() == key:
         _publish_fd_view(c, key, path, view, a)
+    elif view[0] == 0:
+        c.kernel.tracer.fstat_publish(key, STAT_CHECK_CTIME, s.st_ctime_ns, a)
 
 
 def publish_open(c: Call, path: Path) -> None:
