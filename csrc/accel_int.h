@@ -37,6 +37,7 @@ struct uml_ctx {
     uint32_t task_limit;    /* past it, fork and clone go to Python (EAGAIN) */
     struct fstat_slot *fstats;  /* fastnotif.c: published views, NULL until the first */
     struct path_slot *paths;    /* statpath.c: published path stats, NULL until the first */
+    uint64_t path_stamp;        /* statpath.c: answers published so far */
     uint64_t fstat_gen;     /* bumped whenever Python may change attributes */
     uint64_t names_gen;     /* bumped whenever Python may change names or credentials */
     struct create_dir *creates;         /* fastcreate.c: published directories */
@@ -119,6 +120,7 @@ UML_INTERNAL int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char
  * (fastopen.c) when open_dirfd is not -1. */
 struct path_slot {
     uint64_t gen;                   /* 0: never filled */
+    uint64_t stamp;                 /* when it was filled (c->path_stamp) */
     uint32_t ctx;                   /* the resolution context it answers for */
     int32_t err;                    /* the answer is this errno (ENOENT) */
     int32_t host_fd;                /* the kernel's descriptor to read live fields from, or -1 */

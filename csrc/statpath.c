@@ -29,7 +29,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define PATH_SLOTS 4096             /* a cache: a colliding answer replaces the older one */
+#define PATH_SLOTS 4096             /* a cache of pairs: a third answer for a pair */
+#define PATH_WAYS 2                 /* replaces the older of its two */
 
 /* Task tid's resolution context, 0 when it has none (not in the table). */
 static uint32_t context_of(struct uml_ctx *c, int tid) {
@@ -46,8 +47,34 @@ UML_INTERNAL uint32_t uml_key_hash(uint32_t ctx, const char *name, size_t len, i
     return (uint32_t)(h ^ (h >> 32));
 }
 
-static uint32_t slot_of(uint32_t ctx, const char *name, size_t len, int nofollow) {
-    return uml_key_hash(ctx, name, len, nofollow) & (PATH_SLOTS - 1);
+/* The first slot of the pair a key may be in (a listing's answers,
+ * published together, would otherwise collide: then the reader misses). */
+static uint32_t set_of(uint32_t ctx, const char *name, size_t len, int nofollow) {
+    return uml_key_hash(ctx, name, len, nofollow) & (PATH_SLOTS - 1) & ~(uint32_t)(PATH_WAYS - 1);
+}
+
+static int slot_holds(const struct path_slot *s, uint32_t ctx, const char *name, size_t len,
+                      int nofollow) {
+    return s->ctx == ctx && s->len == len && s->nofollow == (nofollow != 0)
+           && memcmp(s->name, name, len) == 0;
+}
+
+/* Where an answer for the key goes: the slot that holds it already, else
+ * one of this generation's that is free (never filled, or voided), else
+ * the one filled earlier. */
+static struct path_slot *slot_for(struct uml_ctx *c, uint32_t ctx, const char *name, size_t len,
+                                  int nofollow) {
+    struct path_slot *set = &c->paths[set_of(ctx, name, len, nofollow)];
+    struct path_slot *pick = NULL;
+    uint64_t gen = uml_stat_generation(c);
+    for (int w = 0; w < PATH_WAYS; w++) {
+        struct path_slot *s = &set[w];
+        if (slot_holds(s, ctx, name, len, nofollow))
+            return s;
+        if (pick == NULL || (pick->gen == gen && (s->gen != gen || s->stamp < pick->stamp)))
+            pick = s;
+    }
+    return pick;
 }
 
 int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, int nofollow,
@@ -62,7 +89,8 @@ int uml_path_publish(struct uml_ctx *c, int tid, const char *name, size_t len, i
         if (!c->paths)
             return -ENOMEM;
     }
-    struct path_slot *s = &c->paths[slot_of(ctx, name, len, nofollow != 0)];
+    struct path_slot *s = slot_for(c, ctx, name, len, nofollow);
+    s->stamp = ++c->path_stamp;
     s->ctx = ctx;
     s->err = err;
     s->host_fd = host_fd;
@@ -126,11 +154,11 @@ UML_INTERNAL struct path_slot *uml_path_slot(struct uml_ctx *c, int tid, const c
     uint32_t ctx = c->paths == NULL ? 0 : context_of(c, tid);
     if (ctx == 0)
         return NULL;
-    struct path_slot *s = &c->paths[slot_of(ctx, key, len, nofollow != 0)];
-    if (s->gen != uml_stat_generation(c) || s->ctx != ctx || s->len != len
-        || s->nofollow != (nofollow != 0) || memcmp(s->name, key, len) != 0)
-        return NULL;
-    return s;
+    struct path_slot *set = &c->paths[set_of(ctx, key, len, nofollow)];
+    for (int w = 0; w < PATH_WAYS; w++)
+        if (set[w].gen == uml_stat_generation(c) && slot_holds(&set[w], ctx, key, len, nofollow))
+            return &set[w];
+    return NULL;
 }
 
 int uml_stat_path(struct uml_ctx *c, int tid, int dirfd, const char *name, size_t len,

@@ -5,6 +5,7 @@ import stat as st
 
 import pytest
 
+from umlpy.fs import hostfs
 from umlpy.fs.hostfs import META, HostFs
 from umlpy.fs.hostfs_meta import LOG_NAME
 
@@ -77,3 +78,25 @@ def test_a_torn_log_line_is_skipped(tmp_path):
         assert f.root.lookup("l").getattr().uid == 3
     finally:
         f.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_fresh_lookups_serve_the_first_getattr_only_inside_the_scope(fs, tmp_path):
+    """A listing's stats published ahead take the attributes each lookup
+    read; an inode kept past the scope reads the host again."""
+    d = fs.root.mkdir("d", 0o755, 0, 0)
+    d.create("f", 0o644, 0, 0)
+    before = _open_fds()
+    with hostfs.fresh_lookups():
+        f = d.lookup("f")
+        (tmp_path / "d" / "f").write_bytes(b"12345")      # after the lookup
+        assert f.getattr().size == 0                      # the lookup's moment
+        assert f.getattr().size == 5                      # served once, then the host's
+        kept = d.lookup("f")
+        assert _open_fds() == before + 1                  # d's descriptor, held for the scope
+    assert _open_fds() == before
+    (tmp_path / "d" / "f").write_bytes(b"1234567")
+    assert kept.getattr().size == 7                       # past the scope: never the lookup's

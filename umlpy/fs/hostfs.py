@@ -16,11 +16,13 @@ The host's own procfs, sysfs and kin are never entered.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import itertools
 import os
 import stat as st
 import struct
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 from umlpy.fs import hostcalls
 from umlpy.fs.hostcalls import openat2
@@ -163,13 +165,37 @@ class HostFs(FileSystem):
 
 _UNKNOWN = object()
 
+# While a caller looks names up and reads their attributes straight after
+# (a listing's stats published ahead: statcache), the stat each lookup took
+# serves that first getattr: no second walk to the host file, nor a second
+# read of its stored owner. A scope's number, so nothing kept past it uses it.
+_fresh_scopes = itertools.count(1)
+_fresh_scope = 0
+_scope_dirfds: Dict[int, Tuple["HostInode", int]] = {}     # directories looked in, held
+
+
+@contextlib.contextmanager
+def fresh_lookups() -> Iterator[None]:
+    """Within it, an inode looked up here gives the attributes its lookup
+    read to its first getattr (the host may change them at any time: the
+    lookup's moment is as good as the getattr's)."""
+    global _fresh_scope, _scope_dirfds
+    outer = _fresh_scope, _scope_dirfds
+    _fresh_scope, _scope_dirfds = next(_fresh_scopes), {}
+    try:
+        yield
+    finally:
+        for _inode, fd in _scope_dirfds.values():
+            os.close(fd)
+        _fresh_scope, _scope_dirfds = outer
+
 
 def _join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
 
 
 class HostInode(Inode):
-    __slots__ = ("fs", "rel", "ino", "hdev", "_mode", "_attr", "_kids", "sealed")
+    __slots__ = ("fs", "rel", "ino", "hdev", "_mode", "_attr", "_kids", "sealed", "_fresh")
 
     def __init__(self, fs: HostFs, rel: str, s: os.stat_result,
                  meta: Optional[tuple] = None) -> None:
@@ -181,6 +207,7 @@ class HostInode(Inode):
         self._attr: Optional[Attr] = None
         self._kids: Optional[Dict[str, "HostInode"]] = None
         self.sealed = False     # the root of a host kernel fs: shown as an empty directory
+        self._fresh = (_fresh_scope, s, meta) if _fresh_scope else None
 
     @property
     def key(self) -> Tuple[int, int]:
@@ -221,8 +248,14 @@ class HostInode(Inode):
     def getattr(self) -> Attr:
         if self._attr is not None:
             return self._attr.copy()
-        s = self._lstat()
-        meta = self.fs.read_meta(self.rel, s)
+        fresh = self._fresh
+        if fresh is not None and fresh[0] == _fresh_scope:
+            self._fresh = None
+            _scope, s, meta = fresh
+        else:
+            self._fresh = None
+            s = self._lstat()
+            meta = self.fs.read_meta(self.rel, s)
         uid, gid, mode, rdev = meta if meta else (s.st_uid, s.st_gid, s.st_mode, s.st_rdev)
         self._mode = mode
         a = Attr(mode=mode, ino=s.st_ino, nlink=s.st_nlink, uid=uid, gid=gid, rdev=rdev,
@@ -290,7 +323,8 @@ class HostInode(Inode):
     def _lookup(self, name: str) -> "HostInode":
         if self.sealed or not self.rel and is_private_name(name):
             raise OSError(errno.ENOENT, "no such file or directory")
-        dfd = self._dirfd()
+        held = _scope_dirfds.get(id(self)) if _fresh_scope else None
+        dfd = held[1] if held is not None else self._dirfd()
         sealed = False
         try:
             s = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -301,7 +335,11 @@ class HostInode(Inode):
                 finally:
                     os.close(fd)
         finally:
-            os.close(dfd)
+            if held is None:
+                if _fresh_scope:
+                    _scope_dirfds[id(self)] = (self, dfd)   # the listing's next names
+                else:
+                    os.close(dfd)
         child = self._child(name, s)
         child.sealed = sealed
         return child

@@ -29,7 +29,7 @@ import stat as st
 import struct
 from typing import Optional
 
-from umlpy.fs import tmpfs_inodes
+from umlpy.fs import hostfs, tmpfs_inodes
 from umlpy.syscalls.call import AT_FDCWD, Call
 from umlpy.vfs import ops, perm
 from umlpy.vfs.inode import STAT_CHECK_CTIME, STAT_SETATTR, Attr, Inode
@@ -91,9 +91,14 @@ def publish_listing_ahead(c: Call, h, prefix: bytes, name: str, nofollow: bool) 
     where = h.path
     if where.mount.fs.volatile:
         return                  # names that change behind the kernel (hostfs, procfs)
+    with hostfs.fresh_lookups():
+        _publish_entries(c, where, listing[start:end], prefix, nofollow)
+
+
+def _publish_entries(c: Call, where: Path, entries: list, prefix: bytes, nofollow: bool) -> None:
     lookup = where.inode.lookup
     mounted_on = c.kernel.vfs.mounts.mount_points
-    for entry, _ino, _dtype in listing[start:end]:
+    for entry, _ino, _dtype in entries:
         if entry == "." or entry == "..":
             continue
         try:
