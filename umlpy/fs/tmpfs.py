@@ -175,10 +175,11 @@ class TmpFs(FileSystem):
     def _free_ino(self) -> None:
         self.inodes_used -= 1
 
-    def _orphaned(self, nbytes: int) -> None:
+    def _orphaned(self, f: TmpFile) -> None:
+        """Regular file f lost its last name."""
         if self.backing is None or self.orphan_hook is None:
             return
-        self._orphan_bytes += nbytes
+        self._orphan_bytes += f.allocated()
         if self._orphan_bytes * 8 >= self.size:
             self._orphan_bytes = 0
             self.orphan_hook()

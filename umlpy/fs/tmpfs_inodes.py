@@ -144,7 +144,7 @@ class TmpInode(XattrStore, Inode):
         if self.nlink == 0:
             self.fs._free_ino()
             if isinstance(self, TmpFile):
-                self.fs._orphaned(self.allocated())
+                self.fs._orphaned(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.ino} {oct(self._mode)}>"

@@ -300,17 +300,21 @@ class Tracer:
             lib.uml_fstat_publish(self._ctx, view)
 
     def path_publish(self, tid: int, name: bytes, nofollow: bool, err: int, host_fd: int = -1,
-                     flags: int = 0, host_ctime_ns: int = 0, a=None) -> int:
+                     flags: int = 0, host_ctime_ns: int = 0, a=None,
+                     host_key: Optional[tuple] = None) -> int:
         """What host task tid's stat of path `name` gives: errno err, or Attr
         `a` read as for fstat_publish (live fields from the kernel's own
-        descriptor host_fd), for as long as a published fstat would hold.
+        descriptor host_fd, whose host object is host_key when the caller
+        knows it), for as long as a published fstat would hold.
         Returns the slot it went to, or -1 when it was not published."""
         if not self.publish_stats:
             return -1
         view = ffi.NULL
         if a is not None:
             key = (0, 0)
-            if host_fd >= 0:
+            if host_key is not None:
+                key = host_key
+            elif host_fd >= 0:
                 s = os.fstat(host_fd)
                 key = (s.st_dev, s.st_ino)
             view = self._view(key, flags, host_ctime_ns, a)

@@ -250,12 +250,15 @@ def publish_path(c: Call, name: bytes, nofollow: bool, inode: Optional[Inode],
     flags, host_ctime, host_fd = view
     if flags and host_fd < 0:
         return              # live fields with nothing to read them from
+    # (the kernel's descriptor host_fd is of the inode's own host object)
+    key = inode.host_key() if host_fd >= 0 else None
     slot = tracer.path_publish(c.task.host_tid, name, nofollow, 0, host_fd, flags,
-                               a.ctime_ns if host_ctime is None else host_ctime, a)
+                               a.ctime_ns if host_ctime is None else host_ctime, a, key)
     if slot < 0 or path is None or not st.S_ISREG(a.mode):
         return
     recipe = inode.open_recipe()
-    key = inode.host_key()
+    if key is None:
+        key = inode.host_key()
     if recipe is None or key is None:
         return
     try:
