@@ -248,12 +248,10 @@ class HostInode(Inode):
     def getattr(self) -> Attr:
         if self._attr is not None:
             return self._attr.copy()
-        fresh = self._fresh
+        fresh, self._fresh = self._fresh, None      # the lookup's stat serves once
         if fresh is not None and fresh[0] == _fresh_scope:
-            self._fresh = None
             _scope, s, meta = fresh
         else:
-            self._fresh = None
             s = self._lstat()
             meta = self.fs.read_meta(self.rel, s)
         uid, gid, mode, rdev = meta if meta else (s.st_uid, s.st_gid, s.st_mode, s.st_rdev)
