@@ -89,7 +89,7 @@ int uml_drop_caps(void);
 int uml_next(struct uml_ctx *c, struct uml_event *ev);
 
 /* Stops answered in C (faststops.c): set_tid_address, and the entries of
- * fork/vfork/clone and wait4(-1) with their exits where the table suffices.
+ * a thread's clone and wait4(-1) with their exits where the table suffices.
  * A SYSEXIT whose entry C took reaches Python with ev->fix set. */
 enum { UML_FIX_NONE = 0, UML_FIX_TID = 1, UML_FIX_FORK = 2, UML_FIX_PYEXIT = 3 };
 void uml_set_fast_stops(struct uml_ctx *c, int enabled);
@@ -106,6 +106,9 @@ void uml_set_ticks(struct uml_ctx *c, int on);
 int uml_arm_start(struct uml_ctx *c, int tid, int on);
 int uml_start_armed(struct uml_ctx *c, int tid);
 /* Resume a stopped task: PTRACE_SYSCALL when C owes it an exit stop, else CONT. */
+/* The task's next syscall-exit stop needs fix (UML_FIX_*): a fork whose entry
+ * ran without a stop, armed at its fork event. 0, or -ENOENT. */
+int uml_arm_exit(struct uml_ctx *c, int tid, int fix);
 int uml_resume(struct uml_ctx *c, int tid, int sig);
 
 /* fstat answered in C (fastnotif.c): the guest's view of a host object,

@@ -34,7 +34,7 @@ struct uml_ctx {
     int wakefd;             /* readable: uml_next returns UML_EV_INTR (debugger requests) */
     int self_fds;           /* /proc/self/fd: a memfd's reopen walks one name (fastcreate.c) */
     int fast_stops;         /* faststops.c may answer stops (off under gdb, guest ptrace) */
-    uint32_t task_limit;    /* past it, fork and clone go to Python (EAGAIN) */
+    uint32_t task_limit;    /* past it, a thread's clone goes to Python (EAGAIN) */
     struct fstat_slot *fstats;  /* fastnotif.c: published views, NULL until the first */
     struct path_slot *paths;    /* statpath.c: published path stats, NULL until the first */
     uint64_t path_stamp;        /* statpath.c: answers published so far */

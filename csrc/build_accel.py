@@ -46,6 +46,7 @@ const uint32_t *uml_reap_log_count(struct uml_ctx *c);
 int uml_reap_log_take(struct uml_ctx *c, int32_t *out, int max);
 void uml_set_task_limit(struct uml_ctx *c, unsigned int limit);
 void uml_set_ticks(struct uml_ctx *c, int on);
+int uml_arm_exit(struct uml_ctx *c, int tid, int fix);
 int uml_resume(struct uml_ctx *c, int tid, int sig);
 int uml_arm_start(struct uml_ctx *c, int tid, int on);
 int uml_start_armed(struct uml_ctx *c, int tid);

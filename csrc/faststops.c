@@ -3,10 +3,12 @@
  * A fork+exec of a dynamic program costs about twenty kernel events; some of
  * them need nothing Python knows beyond the per-task table:
  *   - set_tid_address runs on the host, and its result becomes the guest tid;
- *   - fork, vfork and clone (no new namespaces, not CLONE_UNTRACED, under the
- *     task limit) run on the host, and a positive result becomes the child's
+ *   - a new thread's clone (no new namespaces, not CLONE_UNTRACED, under the
+ *     task limit) runs on the host, and a positive result becomes the child's
  *     guest pid once Python has mirrored the child (at the fork event, which
- *     comes first);
+ *     comes first). fork, vfork and a process's clone have no entry stop at
+ *     all (the seccomp filter lets them run): Python arms the same exit at
+ *     their fork event (uml_arm_exit);
  *   - wait4(-1, ...) runs on the host; an exit that returns a child gets
  *     the child's guest pid, and a child it reaped goes in the reap log,
  *     whose guest pids Python frees before its next event;
@@ -116,6 +118,14 @@ int uml_start_armed(struct uml_ctx *c, int tid) {
     return s ? s->start_wait : -ENOENT;
 }
 
+int uml_arm_exit(struct uml_ctx *c, int tid, int fix) {
+    struct slot *s = uml_tab_find(c, tid);
+    if (!s)
+        return -ENOENT;
+    s->fix = (uint8_t)fix;
+    return 0;
+}
+
 int uml_resume(struct uml_ctx *c, int tid, int sig) {
     struct slot *s = uml_tab_find(c, tid);
     int req = s && s->fix ? PTRACE_SYSCALL : PTRACE_CONT;
@@ -126,12 +136,9 @@ static int entry_fix(struct uml_ctx *c, const struct uml_event *ev) {
     switch (ev->nr) {
     case SYS_set_tid_address:
         return UML_FIX_TID;
-    case SYS_clone:
+    case SYS_clone:     /* only a thread's, or flags Python must see, are trapped */
         if (ev->args[0] & (CLONE_NEW_NAMESPACES | CLONE_UNTRACED_FLAG))
             return UML_FIX_NONE;
-        /* fall through */
-    case SYS_fork:
-    case SYS_vfork:
         return c->count + 1 < c->task_limit ? UML_FIX_FORK : UML_FIX_NONE;
     case SYS_wait4:
         return (int)ev->args[0] == -1 ? UML_FIX_PYEXIT : UML_FIX_NONE;
@@ -211,6 +218,8 @@ static int on_exit_stop(struct uml_ctx *c, struct slot *s, struct uml_event *ev)
     case UML_FIX_TID:
         return set_rax_and_go(ev->tid, s->gtid);
     case UML_FIX_FORK: {
+        if (!c->fast_stops)
+            break;          /* (Python armed it at the fork event: Python answers) */
         if (ret <= 0) {     /* an error, or a restart: as the host said */
             ptrace(PTRACE_CONT, ev->tid, 0, 0);
             return 1;

@@ -26,8 +26,8 @@ def test_every_table_entry_gets_its_mode():
             assert got == bpf.RET_ERRNO | e.err, e.name
         elif e.native_if is not None:
             assert got == bpf.RET_ALLOW, e.name              # args all zero: native
-        elif e.trap_if is not None:
-            assert got == bpf.RET_ALLOW, e.name              # cmd 0: native
+        elif e.trap_if is not None or e.trap_bits is not None:
+            assert got == bpf.RET_ALLOW, e.name              # cmd 0, no flags: native
         elif e.mode in (registry.NOTIF, registry.FAST):
             assert got == bpf.RET_USER_NOTIF, e.name
         else:
@@ -57,7 +57,25 @@ def test_arg_conditions():
     assert verdict("fcntl", 3, 1) == bpf.RET_ALLOW            # F_GETFD
 
 
-@pytest.mark.parametrize("name", ["mount", "ptrace", "open", "execve", "kill", "clone",
+# clone(2) flags: what glibc's fork, posix_spawn and pthread_create pass
+FORK_FLAGS = 0x01200011         # CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD
+SPAWN_FLAGS = 0x00004111        # CLONE_VM | CLONE_VFORK | SIGCHLD
+THREAD_FLAGS = 0x003D0F00
+
+
+def test_a_process_clone_runs_without_an_entry_stop_and_the_rest_stop():
+    assert verdict("clone", FORK_FLAGS) == bpf.RET_ALLOW
+    assert verdict("clone", SPAWN_FLAGS) == bpf.RET_ALLOW
+    assert verdict("fork") == verdict("vfork") == bpf.RET_ALLOW
+    assert verdict("clone", THREAD_FLAGS) == bpf.RET_TRACE           # CLONE_THREAD
+    assert verdict("clone", FORK_FLAGS | 0x00800000) == bpf.RET_TRACE    # CLONE_UNTRACED
+    assert verdict("clone", FORK_FLAGS | 0x00008000) == bpf.RET_TRACE    # CLONE_PARENT
+    for ns in (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
+               0x40000000, 0x00000080):                             # every CLONE_NEW*
+        assert verdict("clone", FORK_FLAGS | ns) == bpf.RET_TRACE, hex(ns)
+
+
+@pytest.mark.parametrize("name", ["mount", "ptrace", "open", "execve", "kill", "clone3",
                                   "io_uring_setup", "process_vm_writev"])
 def test_dangerous_calls_never_run_natively(name):
     assert verdict(name, 5, 5, 5) != bpf.RET_ALLOW

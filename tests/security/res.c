@@ -1,6 +1,8 @@
 /* Resource probes for test_resources.py; each prints one line to compare.
  *
- *   res forks              fork until it fails: "forks N ERRNO" (children wait)
+ *   res forks              fork until it fails: "forks N ERRNO" (children wait);
+ *                          then what a vfork, a raw fork and a non-blocking
+ *                          wait give there (the refused children stay unseen)
  *   res fds N              RLIMIT_NOFILE = N, open /dev/null until it fails
  *   res paths DIR          ELOOP and ENAMETOOLONG cases below DIR
  *   res argv BYTES         execve /bin/true (here: ourselves) with BYTES of arguments
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,7 +36,19 @@ static int forks(void)
             break;
         }
     }
-    printf("forks %d %s\n", n, err ? en(err) : "none");
+    printf("forks %d %s", n, err ? en(err) : "none");
+    pid_t v = vfork();
+    if (v == 0)
+        _exit(0);
+    int verr = v < 0 ? errno : 0;
+    long f = syscall(SYS_fork);
+    if (f == 0)
+        _exit(0);
+    int ferr = f < 0 ? errno : 0;
+    int st;
+    pid_t w = waitpid(-1, &st, WNOHANG);
+    printf(" vfork %s fork %s wait %d\n", verr ? en(verr) : "none", ferr ? en(ferr) : "none",
+           (int)w);
     fflush(stdout);
     kill(0, SIGTERM);
     return 0;

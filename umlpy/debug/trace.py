@@ -87,6 +87,8 @@ def trace_filter(only: Optional[Set[int]] = None) -> bytes:
             acts[nr] = bpf.ArgIn(e.native_if[0], tuple(e.native_if[1]), bpf.TRACE, bpf.ALLOW)
         elif e.trap_if is not None:
             acts[nr] = bpf.ArgIn(e.trap_if[0], tuple(e.trap_if[1]), bpf.ALLOW, bpf.TRACE)
+        elif e.trap_bits is not None:
+            acts[nr] = bpf.ArgBits(e.trap_bits[0], e.trap_bits[1], bpf.ALLOW, bpf.TRACE)
     return bpf.build_filter(acts, bpf.ALLOW, MAX_NR)
 
 

@@ -67,7 +67,20 @@ class ArgIn(FrozenRecord):
         object.__setattr__(self, "otherwise", otherwise)
 
 
-Action = Union[Ret, ArgIn]
+class ArgBits(FrozenRecord):
+    """Verdict `then` when the low 32 bits of args[index] share a bit with
+    `mask`, else `otherwise` (the high half is not looked at: clone(2) takes
+    its flags from the low one)."""
+    __slots__ = _fields = ("index", "mask", "then", "otherwise")
+
+    def __init__(self, index: int, mask: int, then: Ret, otherwise: Ret) -> None:
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "then", then)
+        object.__setattr__(self, "otherwise", otherwise)
+
+
+Action = Union[Ret, ArgIn, ArgBits]
 
 
 class _Insn(Record):
@@ -115,6 +128,12 @@ def _ranges(actions: Mapping[int, Action], default: Action, max_nr: int):
 def _emit_action(p: _Prog, act: Action) -> None:
     if isinstance(act, Ret):
         p.emit(BPF_RET_K, act.value)
+        return
+    if isinstance(act, ArgBits):
+        p.emit(BPF_LD_W_ABS, off_arg(act.index))
+        p.emit(BPF_JMP_JSET_K, act.mask & 0xFFFFFFFF, jt=0, jf=1)
+        p.emit(BPF_RET_K, act.then.value)
+        p.emit(BPF_RET_K, act.otherwise.value)
         return
     # high half must be zero for a match
     p.emit(BPF_LD_W_ABS, off_arg(act.index, high=True))

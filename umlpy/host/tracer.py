@@ -166,7 +166,7 @@ class Tracer:
         return out
 
     def set_task_limit(self, limit: int) -> None:
-        """Past it, fork and clone stop in Python (which gives EAGAIN)."""
+        """Past it, a thread's clone stops in Python (which gives EAGAIN)."""
         lib.uml_set_task_limit(self._ctx, limit)
 
     def set_ticks(self, on: bool) -> None:
@@ -267,6 +267,10 @@ class Tracer:
 
     def task_del(self, tid: int) -> None:
         lib.uml_task_del(self._ctx, tid)
+
+    def arm_exit(self, tid: int, fix: int) -> None:
+        """Its next syscall-exit stop needs `fix` (FIX_*): resumes stop there."""
+        lib.uml_arm_exit(self._ctx, tid, fix)
 
     def arm_start(self, tid: int, on: bool = True) -> None:
         """The new task's first stop only resumes it: C may do that (csrc/faststops.c)."""

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import umlpy.syscalls  # noqa: F401  (registers every handler)
 from umlpy.host import tracer as host
-from umlpy.kernel import lifecycle, orphans
+from umlpy.kernel import births, lifecycle, orphans
 from umlpy.kernel.contexts import Contexts
 from umlpy.kernel.fds import Fds
 from umlpy.kernel.klog import KERN_ALERT, KernelLog
@@ -68,8 +68,7 @@ class Kernel:
         self.systrace = None    # umlpy.debug.trace.SyscallTrace under --trace/--stats
         self.waiting: dict = {}     # notif id -> Deferred with a cancel, while its worker runs
         self._debugger = None
-        from umlpy.syscalls.process import MAX_TASKS
-        self.tracer.set_task_limit(MAX_TASKS)
+        self.tracer.set_task_limit(births.MAX_TASKS)
         if os.environ.get("UMLPY_NO_FAST_STOPS"):
             self.tracer.block_fast_stops("environment")
         if os.environ.get("UMLPY_NO_FAST_STATS"):
@@ -328,6 +327,9 @@ class Kernel:
         if task is None:
             self.tracer.skip(ev.tid, -errno.ESRCH)
             return
+        if task.reaping is not None:    # the wait4 births.py injected
+            births.at_entry(self, task)
+            return
         call = Call(self, task, ev.nr, ev.args, self.memory(task), traced=True)
         call.sp = ev.sp
         st = self.systrace
@@ -354,7 +356,9 @@ class Kernel:
         task = self.pids.tasks.get(ev.tid)
         call = task.pending_call if task is not None else None
         if call is None:
-            if ev.fix and task is not None:
+            if task is not None and task.reaping is not None:
+                births.at_reap_exit(self, task, s64(ev.ret))
+            elif ev.fix and task is not None:
                 self._exit_of_c_entry(task, ev)
             self._after_exit(task, ev.tid)
             return
@@ -381,7 +385,7 @@ class Kernel:
         wait4 (a host pid to show, maybe a child reaped)."""
         ret = s64(ev.ret)
         if ev.fix == host.FIX_FORK:
-            if ret > 0:
+            if ret > 0 and not births.at_exit(self, task, ret):
                 self.tracer.set_return(ev.tid, self.pids.to_guest(ret))
             return
         handler = registry.exit_only(ev.nr)

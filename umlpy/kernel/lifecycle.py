@@ -12,7 +12,7 @@ import struct
 
 from umlpy.host import procinfo
 from umlpy.host import tracer as host
-from umlpy.kernel import orphans, ptrace_stops
+from umlpy.kernel import births, orphans, ptrace_stops
 from umlpy.kernel.task import Task, ThreadGroup
 from umlpy.syscalls.numbers import NR
 
@@ -52,7 +52,8 @@ def _clone_args(k, ev, call) -> tuple:
     if call is not None and call.nr == NR["clone"]:     # clone(flags, stack, ptid, ctid, tls)
         return call.args[0], call.args[2], call.args[3]
     if call is None and kind != host.EV_VFORK:
-        # the accelerator took the entry (csrc/faststops.c): the registers say
+        # no entry reached Python (a thread's: csrc/faststops.c; a process's
+        # ran without a stop: births.py): the registers say
         regs = k.tracer.get_regs(ev.tid)
         if regs.orig_rax == NR["clone"]:
             return regs.rdi, regs.rdx, regs.r10
@@ -67,7 +68,15 @@ def on_fork(k, ev) -> None:
     if parent is None:
         k.tracer.cont(ev.tid)
         return
-    flags, ptid, ctid = _clone_args(k, ev, parent.pending_call)
+    call = parent.pending_call
+    flags, ptid, ctid = _clone_args(k, ev, call)
+    held = orphans.release(k, child_tid)
+    if call is None and not flags & (CLONE_THREAD | CLONE_PARENT):
+        # its entry ran without a stop (births.py): the limit is kept here
+        if births.over_limit(k):
+            births.refuse(k, parent, child_tid)
+            return
+        k.tracer.arm_exit(ev.tid, host.FIX_FORK)      # its exit shows the guest pid
     task = new_task(k, parent, child_tid, flags)
     task.clone_info = (flags, ctid)
     event = 0
@@ -78,7 +87,7 @@ def on_fork(k, ev) -> None:
             host.GuestMemory(parent.host_tid).write(ptid, struct.pack("<i", task.tid))
         except OSError:
             pass
-    if orphans.release(k, child_tid):
+    if held:
         first_stop(k, task)
     elif not (flags & CLONE_CHILD_SETTID and ctid) and not event and task.ptrace is None:
         k.tracer.arm_start(child_tid)       # nothing to do there: C may resume it

@@ -130,6 +130,8 @@ class Task:
         self.started = False            # first stop seen
         self.start_armed = False        # C may take the first stop (lifecycle.on_fork)
         self.clone_info = None          # (flags, ctid) to apply at first stop
+        self.refused_child = 0          # host pid its fork made past the task limit (births.py)
+        self.reaping = None             # (child, saved regs) while births.py reaps it
         self.mem = None                 # its GuestMemory, set by the kernel
 
     @property

@@ -6,9 +6,9 @@ import os
 import struct
 
 from umlpy.host import procinfo
-from umlpy.kernel import lifecycle, ptrace_wait
+from umlpy.kernel import births, lifecycle, ptrace_wait
 from umlpy.syscalls.call import PASS, Call
-from umlpy.syscalls.registry import FAST, NOTIF, TRACE, exit_only_handler, syscall
+from umlpy.syscalls.registry import FAST, NOTIF, TRACE, exit_only_handler, native, syscall
 
 CLONE_UNTRACED = 0x00800000
 CLONE_NEW_NAMESPACES = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
@@ -35,22 +35,22 @@ def _fork_exit(c: Call, ret: int):
     return guest_pid(c, ret) if ret > 0 else None
 
 
-# The most tasks (threads included) a guest may have at once: past it fork and
-# clone fail with EAGAIN, as at RLIMIT_NPROC, so a fork bomb cannot take the host.
-MAX_TASKS = int(os.environ.get("UMLPY_MAX_TASKS", "4096"))
+# Flags of clone(2) that stop at its entry: new namespaces (refused),
+# CLONE_UNTRACED (dropped), and a thread or a sibling, whose creation past the
+# task limit must be refused before it happens (kernel/births.py). Other clones,
+# fork and vfork run without an entry stop: their exits are armed at the fork
+# event, where births.py enforces the task limit.
+CLONE_THREAD, CLONE_PARENT = 0x00010000, 0x00008000
+CLONE_TRAPPED = CLONE_NEW_NAMESPACES | CLONE_UNTRACED | CLONE_THREAD | CLONE_PARENT
 
 
-def _over_task_limit(c: Call) -> bool:
-    return len(c.kernel.pids.tasks) + len(c.kernel.early_stops) >= MAX_TASKS
-
-
-@syscall("clone", mode=TRACE, support="partial",
+@syscall("clone", mode=TRACE, support="partial", trap_bits=(0, CLONE_TRAPPED),
          note="new namespaces refused with EPERM; CLONE_UNTRACED is dropped")
 def sys_clone(c: Call):
     flags = c.args[0]
     if flags & CLONE_NEW_NAMESPACES:
         return -errno.EPERM
-    if _over_task_limit(c):
+    if births.over_limit(c.kernel):
         return -errno.EAGAIN
     if flags & CLONE_UNTRACED:      # a child must never leave the kernel's sight
         c.set_arg(0, flags & ~CLONE_UNTRACED)
@@ -58,12 +58,7 @@ def sys_clone(c: Call):
     return PASS
 
 
-@syscall("fork", "vfork", mode=TRACE)
-def sys_fork(c: Call):
-    if _over_task_limit(c):
-        return -errno.EAGAIN
-    c.on_exit(_fork_exit)
-    return PASS
+native("fork", "vfork", note="the exit shows the guest pid: armed at the fork event")
 
 
 @syscall("set_tid_address", mode=TRACE)

@@ -27,11 +27,12 @@ NATIVE, FAST, NOTIF, TRACE, ERRNO = "native", "fast", "notif", "trace", "errno"
 
 class Entry(Record):
     __slots__ = _fields = ("nr", "name", "mode", "handler", "support", "note",
-                           "native_if", "trap_if", "err")
+                           "native_if", "trap_if", "trap_bits", "err")
 
     def __init__(self, nr: int, name: str, mode: str, handler: Optional[Callable] = None,
                  support: str = "full", note: str = "", native_if: Optional[tuple] = None,
-                 trap_if: Optional[tuple] = None, err: int = 0) -> None:
+                 trap_if: Optional[tuple] = None, err: int = 0,
+                 trap_bits: Optional[tuple] = None) -> None:
         self.nr = nr
         self.name = name
         self.mode = mode
@@ -42,6 +43,8 @@ class Entry(Record):
         self.native_if = native_if
         # trapped only when args[arg] is one of `values` (else native)
         self.trap_if = trap_if
+        # trapped only when args[arg] has a bit of `mask` (else native)
+        self.trap_bits = trap_bits
         self.err = err
 
 
@@ -70,11 +73,13 @@ def refuse(name: str, err: int, note: str) -> None:
 
 
 def syscall(*names: str, mode: str = NOTIF, support: str = "full", note: str = "",
-            native_if: Optional[tuple] = None, trap_if: Optional[tuple] = None):
+            native_if: Optional[tuple] = None, trap_if: Optional[tuple] = None,
+            trap_bits: Optional[tuple] = None):
     """Decorator: register a handler for one or more syscall names."""
     def wrap(fn: Callable) -> Callable:
         for n in names:
-            _put(Entry(NR[n], n, mode, fn, support, note, native_if, trap_if))
+            _put(Entry(NR[n], n, mode, fn, support, note, native_if, trap_if,
+                       trap_bits=trap_bits))
         return fn
     return wrap
 
@@ -97,6 +102,9 @@ def filter_actions() -> dict:
         elif e.trap_if is not None:
             arg, values = e.trap_if
             out[nr] = bpf.ArgIn(arg, tuple(values), _handled_action(e), bpf.ALLOW)
+        elif e.trap_bits is not None:
+            arg, mask = e.trap_bits
+            out[nr] = bpf.ArgBits(arg, mask, _handled_action(e), bpf.ALLOW)
         else:
             out[nr] = _handled_action(e)
     return out
