@@ -87,5 +87,5 @@ def at_reap_exit(k, task, ret: int) -> None:
         return
     # reaped (or ECHILD: another thread of the parent reaped it first)
     task.reaping = None
-    orphans.release(k, child)
+    orphans.release(k, child)       # (a first stop it reported after the kill)
     k.tracer.set_regs(task.host_tid, saved)

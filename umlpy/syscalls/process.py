@@ -40,8 +40,8 @@ def _fork_exit(c: Call, ret: int):
 # task limit must be refused before it happens (kernel/births.py). Other clones,
 # fork and vfork run without an entry stop: their exits are armed at the fork
 # event, where births.py enforces the task limit.
-CLONE_THREAD, CLONE_PARENT = 0x00010000, 0x00008000
-CLONE_TRAPPED = CLONE_NEW_NAMESPACES | CLONE_UNTRACED | CLONE_THREAD | CLONE_PARENT
+CLONE_TRAPPED = (CLONE_NEW_NAMESPACES | CLONE_UNTRACED | lifecycle.CLONE_THREAD
+                 | lifecycle.CLONE_PARENT)
 
 
 @syscall("clone", mode=TRACE, support="partial", trap_bits=(0, CLONE_TRAPPED),
