@@ -28,16 +28,18 @@ def _err(code: int, what: str = "") -> OSError:
 
 
 # every file with a memfd, by the memfd's host identity: where a change the
-# accelerator made (fchmod, fchown) finds its inode
-_by_host_key: "weakref.WeakValueDictionary[Tuple[int, int], TmpFile]" = \
-    weakref.WeakValueDictionary()
+# accelerator made (fchmod, fchown) finds its inode. Plain references, each
+# file taking its own out (__del__): a WeakValueDictionary costs twice as
+# much at every adopted create.
+_by_host_key: "Dict[Tuple[int, int], weakref.ref[TmpFile]]" = {}
 
 
 def adopt_attr_change(key: Tuple[int, int], mode: int, uid: int, gid: int, ctime_ns: int,
                       host_ctime_ns: int) -> bool:
     """What the accelerator's fchmod or fchown gave the file whose memfd is
     `key` (csrc/fastattr.c); False when that file is gone."""
-    f = _by_host_key.get(key)
+    ref = _by_host_key.get(key)
+    f = ref() if ref is not None else None
     if f is None:
         return False
     f.adopt_attrs(mode, uid, gid, ctime_ns, host_ctime_ns)
@@ -180,7 +182,7 @@ class TmpFile(TmpInode):
         self._ctime_seen = host_ctime_ns
         self._key = key
         self.fs._files[self.ino] = self
-        _by_host_key[key] = self
+        _by_host_key[key] = weakref.ref(self)
 
     def __del__(self) -> None:
         # not weakref.finalize: that costs a microsecond at every create
@@ -188,8 +190,11 @@ class TmpFile(TmpInode):
         fd = getattr(self, "_fd", -1)   # (an __init__ that raised)
         if fd >= 0:
             try:
+                ref = _by_host_key.get(self._key)
+                if ref is not None and (ref() is None or ref() is self):    # (None: a cycle's)
+                    del _by_host_key[self._key]
                 os.close(fd)
-            except (OSError, TypeError):    # TypeError: at interpreter exit
+            except (OSError, TypeError, AttributeError):    # the last two: at interpreter exit
                 pass
 
     def allocated(self) -> int:
@@ -210,6 +215,13 @@ class TmpFile(TmpInode):
     def getattr(self) -> Attr:
         s = self._sync_from_host()          # one fstat: size, blocks and times
         return self._attr(s.st_size, s.st_blocks) if s is not None else self._attr(0, 0)
+
+    def view_attr(self) -> Attr:
+        # with a memfd, the view reads size, blocks and times from it (stat_view)
+        return self._attr(0, 0) if self._fd >= 0 else self.getattr()
+
+    def size_if_last_name(self) -> Optional[int]:
+        return self._size() if self.nlink <= 1 else None
 
     def _truncate(self, size: int) -> None:
         if size < 0:

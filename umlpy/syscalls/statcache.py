@@ -109,7 +109,7 @@ def _publish_entries(c: Call, where: Path, entries: list, prefix: bytes, nofollo
                 mounted_on.get((where.mount.id, inode.key)):
             continue
         child = where.child(entry, inode)
-        publish_path(c, prefix + os.fsencode(entry), nofollow, inode, ops.getattr_of(child),
+        publish_path(c, prefix + os.fsencode(entry), nofollow, inode, ops.view_attr_of(child),
                      child)
 
 
@@ -207,7 +207,10 @@ def _adopt_unlink(handles, parent: Path, name: str, time_ns: int) -> None:
 
 def adopt_attr_changes(kernel) -> None:
     """Take what the accelerator's fchmod and fchown gave tmpfs files."""
-    for key, mode, uid, gid, ctime_ns, host_ctime_ns in kernel.tracer.take_attr_changes():
+    # each change carries the file's whole mode, owner and ctime: the last
+    # of a file's changes (tar x: fchown, then fchmod) is the one to take
+    latest = {change[0]: change for change in kernel.tracer.take_attr_changes()}
+    for key, mode, uid, gid, ctime_ns, host_ctime_ns in latest.values():
         tmpfs_inodes.adopt_attr_change(key, mode, uid, gid, ctime_ns, host_ctime_ns)
     names_changed(structural=False)     # as the kernel's own chmod does: cached walks may hold it
 

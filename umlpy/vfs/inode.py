@@ -193,6 +193,18 @@ class Inode:
     def getattr(self) -> Attr:
         raise NotImplementedError
 
+    def view_attr(self) -> Attr:
+        """getattr() for a published stat_view(): an inode whose view has the
+        accelerator read the live fields (STAT_LIVE_DATA) from its host
+        object may leave them unread here."""
+        return self.getattr()
+
+    def size_if_last_name(self) -> Optional[int]:
+        """This regular file's size when it has one name left, else None
+        (what the stand-in table counts once that name goes)."""
+        a = self.getattr()
+        return a.size if st.S_ISREG(a.mode) and a.nlink <= 1 else None
+
     def setattr(self, *, mode: Optional[int] = None, uid: Optional[int] = None,
                 gid: Optional[int] = None, size: Optional[int] = None,
                 atime_ns: Optional[int] = None, mtime_ns: Optional[int] = None) -> None:

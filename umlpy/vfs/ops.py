@@ -28,7 +28,15 @@ def err(code: int, what: str = "") -> OSError:
 
 
 def getattr_of(path: Path) -> Attr:
-    a = path.inode.getattr()
+    return _with_dev(path.inode.getattr(), path)
+
+
+def view_attr_of(path: Path) -> Attr:
+    """getattr_of() for a published stat view (Inode.view_attr)."""
+    return _with_dev(path.inode.view_attr(), path)
+
+
+def _with_dev(a: Attr, path: Path) -> Attr:
     if not a.dev:
         a.dev = path.mount.fs.dev
     return a
@@ -135,10 +143,9 @@ def last_name_size(inode: Inode) -> Optional[int]:
     """The size of regular file `inode` when it has one name left, else None
     (what handles.orphaned counts once that name goes)."""
     try:
-        a = inode.getattr()
+        return inode.size_if_last_name()
     except OSError:
         return None
-    return a.size if st.S_ISREG(a.mode) and a.nlink <= 1 else None
 
 
 
