@@ -71,7 +71,8 @@ static int tab_grow(struct uml_ctx *c) {
 
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid,
-                 unsigned int fsuid, unsigned int fsgid, unsigned int ctx) {
+                 unsigned int fsuid, unsigned int fsgid, unsigned int ctx,
+                 unsigned int children) {
     if (tid <= 0)
         return -EINVAL;
     struct slot *s = uml_tab_find(c, tid);
@@ -102,6 +103,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
     s->fsuid = fsuid;
     s->fsgid = fsgid;
     s->ctx = ctx;
+    s->children = children;
     return 0;
 }
 

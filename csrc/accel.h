@@ -58,6 +58,7 @@ struct uml_stats {
     uint64_t lost_wakeups;  /* stops found by the periodic wait, not by their SIGCHLD */
     uint64_t fast_execs;    /* execve entries answered in C (fastexec.c) */
     uint64_t fast_starts;   /* new tasks' first stops resumed in C (faststops.c) */
+    uint64_t childless_waits;   /* wait4s answered ECHILD at their entry (faststops.c) */
 };
 
 struct uml_ctx;
@@ -249,7 +250,8 @@ int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
 /* The per-task table behind the fast path. */
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid,
-                 unsigned int fsuid, unsigned int fsgid, unsigned int ctx);
+                 unsigned int fsuid, unsigned int fsgid, unsigned int ctx,
+                 unsigned int children);
 int uml_task_del(struct uml_ctx *c, int tid);
 
 /* Debugging: a wake-up eventfd for uml_next (returns UML_EV_INTR), single-step. */

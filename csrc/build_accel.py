@@ -25,7 +25,8 @@ struct uml_event {
 struct uml_stats { uint64_t fast_answers; uint64_t notifs; uint64_t ptrace_stops; uint64_t c_stops;
                    uint64_t fast_stats; uint64_t fast_attrs; uint64_t fast_creates;
                    uint64_t fast_opens; uint64_t fast_unlinks;
-                   uint64_t lost_wakeups; uint64_t fast_execs; uint64_t fast_starts; };
+                   uint64_t lost_wakeups; uint64_t fast_execs; uint64_t fast_starts;
+                   uint64_t childless_waits; };
 struct uml_ctx;
 struct uml_ctx *uml_new(void);
 void uml_free(struct uml_ctx *c);
@@ -115,7 +116,8 @@ int64_t uml_mem_write(int pid, uint64_t addr, const void *buf, uint64_t len);
 int64_t uml_mem_read_str(int pid, uint64_t addr, char *buf, uint64_t max);
 int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int uid, unsigned int euid, unsigned int gid, unsigned int egid,
-                 unsigned int fsuid, unsigned int fsgid, unsigned int ctx);
+                 unsigned int fsuid, unsigned int fsgid, unsigned int ctx,
+                 unsigned int children);
 int uml_task_del(struct uml_ctx *c, int tid);
 void uml_set_wake_fd(struct uml_ctx *c, int fd);
 int uml_singlestep(int tid, int sig);

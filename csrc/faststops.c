@@ -12,6 +12,12 @@
  *   - wait4(-1, ...) runs on the host; an exit that returns a child gets
  *     the child's guest pid, and a child it reaped goes in the reap log,
  *     whose guest pids Python frees before its next event;
+ *   - a wait4 by a process with no children fails with ECHILD at its entry
+ *     (a shell's wait4(WNOHANG) after each command). The slot's count of
+ *     children is Python's, raised at each fork event before the parent or
+ *     the child runs on, and lowered here at a reap C logs: it errs high
+ *     only (a reap Python did not see, another thread's slot), which leaves
+ *     the call to the host;
  *   - a signal about to be delivered shows its sender's (or SIGCHLD's
  *     child's) guest pid in si_pid;
  *   - a new task's first stop, when Python's fork event found nothing to do
@@ -147,6 +153,14 @@ static int entry_fix(struct uml_ctx *c, const struct uml_event *ev) {
     }
 }
 
+/* wait4's options and pid that Linux refuses before it looks for children */
+#define WAIT4_OPTIONS (WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WCLONE | __WALL)
+
+static int childless_wait(const struct slot *s, const struct uml_event *ev) {
+    return ev->nr == SYS_wait4 && s->children == 0 && (int32_t)ev->args[0] != INT32_MIN
+           && !((uint32_t)ev->args[2] & ~(uint32_t)WAIT4_OPTIONS);     /* an int */
+}
+
 static int set_rax_and_go(pid_t tid, int64_t value) {
     ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, rax), value);
     ptrace(PTRACE_CONT, tid, 0, 0);     /* ESRCH: it was killed meanwhile */
@@ -177,6 +191,9 @@ static int wait4_exit(struct uml_ctx *c, struct uml_event *ev) {
         g = z->gpid;    /* kept: the SIGCHLD that follows shows it too */
         c->reap_log[c->reap_count] = host;
         __atomic_store_n(&c->reap_count, c->reap_count + 1, __ATOMIC_RELEASE);
+        struct slot *s = uml_tab_find(c, ev->tid);
+        if (s && s->children > 0)
+            s->children--;      /* (Python's count follows when it takes the log) */
     } else if (!(g = live_pid(c, host))) {
         return 0;
     }
@@ -276,11 +293,16 @@ int uml_fast_stop(struct uml_ctx *c, struct uml_event *ev) {
     if (!ev->regs_ok)
         return 0;
     if (ev->kind == UML_EV_SECCOMP && c->fast && c->fast_stops) {
-        int fix = entry_fix(c, ev);
-        if (fix == UML_FIX_NONE)
-            return 0;
         struct slot *s = uml_tab_find(c, ev->tid);
-        if (!s)
+        if (s && childless_wait(s, ev)) {
+            if (uml_skip(ev->tid, -ECHILD) != 0)
+                return 0;   /* let Python see what became of it */
+            c->stats.c_stops++;
+            c->stats.childless_waits++;
+            return 1;
+        }
+        int fix = entry_fix(c, ev);
+        if (fix == UML_FIX_NONE || !s)
             return 0;
         s->fix = (uint8_t)fix;
         if (ptrace(PTRACE_SYSCALL, ev->tid, 0, 0) != 0) {

@@ -132,3 +132,27 @@ def test_first_stops(tmp_path, in_c):
     starts = int(re.search(r"fast_starts=(\d+)", res.stderr).group(1))
     # 3 spawns and 8 threads (and whatever Popen's helpers are)
     assert (starts >= 11) if in_c else (starts == 0), res.stderr
+
+
+@pytest.fixture(scope="module")
+def waitchildren(static_tools):
+    return compile_static((REPO / "tests" / "waitchildren.c").read_text(),
+                          static_tools / "waitchildren")
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["c", "python-only"])
+def test_wait_with_no_children(waitchildren, in_c):
+    """wait4 with no children fails ECHILD, answered at its entry in C (a
+    shell's wait4(WNOHANG) after each command), and each way a process has
+    a child after all still finds it: running, a thread's, an orphan handed
+    to the first process, reaped then forked again. Linux's EINVAL for bad
+    options and ESRCH for INT_MIN come first."""
+    native = subprocess.run([str(waitchildren)], capture_output=True, text=True, timeout=60)
+    assert native.returncode == 0, native.stdout + native.stderr
+    env = None if in_c else {**os.environ, "UMLPY_NO_FAST_STOPS": "1"}
+    res = run_umlpy(umlpy_run([str(waitchildren)], ["--counters"]), env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout == native.stdout, res.stderr
+    answered = int(re.search(r"childless_waits=(\d+)", res.stderr).group(1))
+    # 5 with none at the start, 50 after each fork's reap, and 3 more
+    assert answered == (58 if in_c else 0), res.stderr

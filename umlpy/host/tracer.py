@@ -180,7 +180,8 @@ class Tracer:
                 "c_stops": s.c_stops, "fast_stats": s.fast_stats, "fast_attrs": s.fast_attrs,
                 "fast_creates": s.fast_creates, "fast_opens": s.fast_opens,
                 "fast_unlinks": s.fast_unlinks, "lost_wakeups": s.lost_wakeups,
-                "fast_execs": s.fast_execs, "fast_starts": s.fast_starts}
+                "fast_execs": s.fast_execs, "fast_starts": s.fast_starts,
+                "childless_waits": s.childless_waits}
 
     def next_event(self):
         """The next event (valid until the following call): kind, tid, status, sig,
@@ -260,10 +261,12 @@ class Tracer:
 
     # ---- the fast-path table ----
     def task_set(self, tid: int, gtid: int, gtgid: int, gppid: int, uid: int, euid: int,
-                 gid: int, egid: int, fsuid: int, fsgid: int, ctx: int) -> None:
-        """ctx: the task's resolution context (umlpy/kernel/contexts.py), 0 for none."""
+                 gid: int, egid: int, fsuid: int, fsgid: int, ctx: int, children: int) -> None:
+        """ctx: the task's resolution context (umlpy/kernel/contexts.py), 0 for
+        none; children: its thread group's children not seen reaped (never
+        fewer than it has: with none, C fails its wait4 at the entry)."""
         lib.uml_task_set(self._ctx, tid, gtid, gtgid, gppid, uid, euid, gid, egid, fsuid, fsgid,
-                         ctx)
+                         ctx, children)
 
     def task_del(self, tid: int) -> None:
         lib.uml_task_del(self._ctx, tid)

@@ -159,7 +159,7 @@ class Kernel:
         c = task.creds
         self.tracer.task_set(task.host_tid, task.tid, task.group.tgid, task.group.ppid,
                              c.ruid, c.euid, c.rgid, c.egid, c.fsuid, c.fsgid,
-                             self.contexts.id_of(task))
+                             self.contexts.id_of(task), task.group.children)
 
     def mirror_group(self, group: ThreadGroup) -> None:
         for t in group.threads.values():

@@ -107,6 +107,9 @@ def new_task(k, parent: Task, host_tid: int, flags: int) -> Task:
         group.inherit_exe(parent.group)
         group.comm = parent.group.comm
         k.pids.groups[tid] = group
+        if pgroup is not None:      # before it or its parent runs on (faststops.c)
+            pgroup.children += 1
+            k.mirror_group(pgroup)
     fs = parent.fs if flags & CLONE_FS else parent.fs.clone()
     task = Task(tid, host_tid, group, parent.creds.clone(), fs)
     group.threads[host_tid] = task
@@ -295,7 +298,13 @@ def reparent_children(k, dead: ThreadGroup) -> None:
     for g in list(k.pids.groups.values()):
         if g.parent is dead:
             g.parent = heir
+            if heir is None:
+                g.in_parent_count = False
+            elif g.in_parent_count:
+                heir.children += 1
             k.mirror_group(g)
+    if heir is not None:
+        k.mirror_group(heir)
 
 
 def reaped(k, host_pid: int) -> None:
@@ -304,6 +313,11 @@ def reaped(k, host_pid: int) -> None:
     group = k.pids.groups.get(gid)
     if group is None:
         return
+    parent = group.parent
+    if group.in_parent_count and parent is not None:
+        group.in_parent_count = False
+        parent.children -= 1
+        k.mirror_group(parent)
     if group.zombie:
         k.pids.release(gid)
     else:

@@ -78,6 +78,10 @@ class ThreadGroup:
         self.tgid = tgid
         self.host_tgid = host_tgid
         self.parent = parent
+        # children not seen reaped (lifecycle.py), never fewer than the host's
+        # count: C fails a wait4 with none at its entry (csrc/faststops.c)
+        self.children = 0
+        self.in_parent_count = parent is not None   # counted in its parent's
         self.threads: Dict[int, "Task"] = {}     # host tid -> Task
         self._exe = ""          # guest path of the running image, or a function giving it
         self.exe_path = None    # ... and its vfs Path

@@ -14,6 +14,9 @@ CLONE_UNTRACED = 0x00800000
 CLONE_NEW_NAMESPACES = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
                         | 0x20000000 | 0x40000000 | 0x00000080)
 WNOHANG, WUNTRACED, WCONTINUED, WEXITED, WNOWAIT = 1, 2, 8, 4, 0x01000000
+_WNOTHREAD, _WCLONE = 0x20000000, 0x80000000
+WAIT4_OPTIONS = WNOHANG | WUNTRACED | WCONTINUED | _WNOTHREAD | births.WALL | _WCLONE
+INT_MIN = -(1 << 31)
 P_ALL, P_PID, P_PGID = 0, 1, 2
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
 
@@ -105,6 +108,10 @@ def _wait4_exit(c: Call, ret: int):
 
 @syscall("wait4", mode=TRACE)
 def sys_wait4(c: Call):
+    if c.args[2] & 0xFFFFFFFF & ~WAIT4_OPTIONS:     # what Linux refuses first
+        return -errno.EINVAL
+    if c.int(0) == INT_MIN:         # (no -pid to wait for)
+        return -errno.ESRCH
     if c.task.group.tracees is not None:        # a guest tracer: its tracees' stops first
         r = ptrace_wait.wait4(c)
         if r is not None:
