@@ -709,3 +709,20 @@ def test_inode_numbers_of_other_host_devices(layers):
     assert len({ovl.ovl_ino(d, 10, 0) for d in range(ldev + 1, ldev + 400)}) == 399
     fresh = OverlayFs(layers.lower, layers.upper)       # the same number on a remount
     assert fresh.ovl_ino(ldev + 1, 10, 0) == other
+
+
+def test_inodes_share_no_child_cache(layers):
+    """An overlay inode's child cache is made at its first child: until
+    then every inode reads the same empty one, which nothing may write."""
+    from umlpy.fs import overlay
+    root = layers.ovl.root
+    sub = root.mkdir("newdir", 0o755, 0, 0)
+    f = sub.create("f", 0o644, 0, 0)
+    sub.link("g", f)
+    sub.rename("g", root, "h")
+    sub.unlink("f")
+    assert root.lookup("h") is not None
+    assert read(at(root, "etc/passwd")).startswith(b"root")
+    assert len(overlay._NO_CHILDREN) == 0
+    assert f._children is overlay._NO_CHILDREN
+    assert sub._children is not overlay._NO_CHILDREN

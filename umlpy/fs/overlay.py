@@ -95,6 +95,10 @@ class OverlayFs(OvlNumbering):
         return self._options
 
 
+# what OvlInode._children is before its first child: read (get, pop, items), never written
+_NO_CHILDREN: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+
 class OvlInode(Inode):
     """One object of the merged tree: its upper inode, its lower inode, or
     both (a merged directory)."""
@@ -108,8 +112,14 @@ class OvlInode(Inode):
         self.lower = lower
         self.dead = False
         self._multi: Optional[bool] = None     # a lower non-directory with other names?
-        self._children: "weakref.WeakValueDictionary[str, OvlInode]" = \
-            weakref.WeakValueDictionary()
+        # looked-up children: _NO_CHILDREN (shared, never written) until the
+        # first, as most inodes are files (tar c makes thousands)
+        self._children: "weakref.WeakValueDictionary[str, OvlInode]" = _NO_CHILDREN
+
+    def _child_cache(self) -> "weakref.WeakValueDictionary[str, OvlInode]":
+        if self._children is _NO_CHILDREN:
+            self._children = weakref.WeakValueDictionary()
+        return self._children
 
     # ---- identity ----
     @property
@@ -250,7 +260,7 @@ class OvlInode(Inode):
         child = self._children.get(name)
         if child is None or child.dead:
             child = self._resolve(name)
-            self._children[name] = child
+            self._child_cache()[name] = child
         return child
 
     def _resolve(self, name: str) -> "OvlInode":
@@ -351,7 +361,7 @@ class OvlInode(Inode):
 
     def _adopt(self, name: str, upper: Inode) -> "OvlInode":
         child = OvlInode(self.fs, self, name, upper, None)
-        self._children[name] = child
+        self._child_cache()[name] = child
         return child
 
     def create(self, name: str, mode: int, uid: int, gid: int) -> Inode:
@@ -513,13 +523,13 @@ class OvlInode(Inode):
         self._children.pop(name, None)
         newdir._children.pop(newname, None)
         src.parent, src.name = newdir, newname
-        newdir._children[newname] = src
+        newdir._child_cache()[newname] = src
         src._refresh()
         if dst is None:
             return
         if exchange:
             dst.parent, dst.name = self, name
-            self._children[name] = dst
+            self._child_cache()[name] = dst
             dst._refresh()
         elif st.S_ISDIR(dst.mode) or dst.upper is None or gone(dst.upper):
             dst.dead = True
