@@ -15,14 +15,8 @@ from umlpy.host import tracer as host
 from umlpy.kernel import births, orphans, ptrace_stops
 from umlpy.kernel.task import Task, ThreadGroup
 from umlpy.syscalls.numbers import NR
-
-CLONE_VM = 0x100
-CLONE_FS = 0x200
-CLONE_VFORK = 0x4000
-CLONE_PARENT = 0x8000
-CLONE_THREAD = 0x10000
-CLONE_PARENT_SETTID = 0x100000
-CLONE_CHILD_SETTID = 0x1000000
+from umlpy.kernel.task import (CLONE_CHILD_SETTID, CLONE_FS, CLONE_PARENT,  # noqa: F401
+                               CLONE_PARENT_SETTID, CLONE_THREAD, CLONE_VFORK, CLONE_VM)
 
 EXEC_NRS = (NR["execve"], NR["execveat"])
 

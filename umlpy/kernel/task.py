@@ -11,6 +11,16 @@ from typing import Callable, Dict, List, Optional
 
 from umlpy.record import Record
 
+# clone(2) flags the process model reads (here, a module that imports no
+# syscall table, so that umlpy.syscalls may take them whatever imports first)
+CLONE_VM = 0x100
+CLONE_FS = 0x200
+CLONE_VFORK = 0x4000
+CLONE_PARENT = 0x8000
+CLONE_THREAD = 0x10000
+CLONE_PARENT_SETTID = 0x100000
+CLONE_CHILD_SETTID = 0x1000000
+
 PID_MAX = 4194304
 DEPARTED_MAX = 256              # released ids remembered for late signals (as C keeps them)
 

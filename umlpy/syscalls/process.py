@@ -7,6 +7,7 @@ import struct
 
 from umlpy.host import procinfo
 from umlpy.kernel import births, lifecycle, ptrace_wait
+from umlpy.kernel.task import CLONE_PARENT, CLONE_THREAD
 from umlpy.syscalls.call import PASS, Call
 from umlpy.syscalls.registry import FAST, NOTIF, TRACE, exit_only_handler, native, syscall
 
@@ -15,7 +16,7 @@ CLONE_NEW_NAMESPACES = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10
                         | 0x20000000 | 0x40000000 | 0x00000080)
 WNOHANG, WUNTRACED, WCONTINUED, WEXITED, WNOWAIT = 1, 2, 8, 4, 0x01000000
 _WNOTHREAD, _WCLONE = 0x20000000, 0x80000000
-WAIT4_OPTIONS = WNOHANG | WUNTRACED | WCONTINUED | _WNOTHREAD | births.WALL | _WCLONE
+_WAIT4_OPTIONS = WNOHANG | WUNTRACED | WCONTINUED | _WNOTHREAD | _WCLONE    # and births.WALL
 INT_MIN = -(1 << 31)
 P_ALL, P_PID, P_PGID = 0, 1, 2
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
@@ -43,8 +44,7 @@ def _fork_exit(c: Call, ret: int):
 # task limit must be refused before it happens (kernel/births.py). Other clones,
 # fork and vfork run without an entry stop: their exits are armed at the fork
 # event, where births.py enforces the task limit.
-CLONE_TRAPPED = (CLONE_NEW_NAMESPACES | CLONE_UNTRACED | lifecycle.CLONE_THREAD
-                 | lifecycle.CLONE_PARENT)
+CLONE_TRAPPED = CLONE_NEW_NAMESPACES | CLONE_UNTRACED | CLONE_THREAD | CLONE_PARENT
 
 
 @syscall("clone", mode=TRACE, support="partial", trap_bits=(0, CLONE_TRAPPED),
@@ -108,7 +108,7 @@ def _wait4_exit(c: Call, ret: int):
 
 @syscall("wait4", mode=TRACE)
 def sys_wait4(c: Call):
-    if c.args[2] & 0xFFFFFFFF & ~WAIT4_OPTIONS:     # what Linux refuses first
+    if c.args[2] & 0xFFFFFFFF & ~(_WAIT4_OPTIONS | births.WALL):     # what Linux refuses first
         return -errno.EINVAL
     if c.int(0) == INT_MIN:         # (no -pid to wait for)
         return -errno.ESRCH

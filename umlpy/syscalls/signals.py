@@ -8,7 +8,7 @@ import signal
 import struct
 
 from umlpy.host import procinfo
-from umlpy.kernel.lifecycle import SENDER_CODES
+from umlpy.kernel import lifecycle
 from umlpy.syscalls.call import PASS, Call
 from umlpy.syscalls.process import host_pid
 from umlpy.syscalls.registry import TRACE, syscall
@@ -84,7 +84,7 @@ def _siginfo_exit(c: Call, ret: int):
         return None
     info = bytearray(c.mem.read(info_ptr, 24))
     signo, _err, code, _pad, pid = struct.unpack_from("<iiiii", info)
-    if (code in SENDER_CODES or signo == signal.SIGCHLD) and pid > 0:
+    if (code in lifecycle.SENDER_CODES or signo == signal.SIGCHLD) and pid > 0:
         struct.pack_into("<i", info, 16, c.kernel.pids.to_guest(pid))
         c.mem.write(info_ptr, bytes(info))
     return None
