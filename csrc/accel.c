@@ -107,6 +107,14 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
     return 0;
 }
 
+int uml_task_children(struct uml_ctx *c, int tid, unsigned int children) {
+    struct slot *s = uml_tab_find(c, tid);
+    if (!s)
+        return -ENOENT;
+    s->children = children;
+    return 0;
+}
+
 int uml_task_del(struct uml_ctx *c, int tid) {
     struct slot *s = uml_tab_find(c, tid);
     if (!s)

@@ -253,6 +253,8 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int fsuid, unsigned int fsgid, unsigned int ctx,
                  unsigned int children);
 int uml_task_del(struct uml_ctx *c, int tid);
+/* Its thread group's count of children (uml_task_set's children) alone. */
+int uml_task_children(struct uml_ctx *c, int tid, unsigned int children);
 
 /* Debugging: a wake-up eventfd for uml_next (returns UML_EV_INTR), single-step. */
 void uml_set_wake_fd(struct uml_ctx *c, int fd);

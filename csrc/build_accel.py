@@ -119,6 +119,7 @@ int uml_task_set(struct uml_ctx *c, int tid, int gtid, int gtgid, int gppid,
                  unsigned int fsuid, unsigned int fsgid, unsigned int ctx,
                  unsigned int children);
 int uml_task_del(struct uml_ctx *c, int tid);
+int uml_task_children(struct uml_ctx *c, int tid, unsigned int children);
 void uml_set_wake_fd(struct uml_ctx *c, int fd);
 int uml_singlestep(int tid, int sig);
 int64_t uml_pt_raw(int req, int tid, uint64_t addr, uint64_t data);

@@ -268,6 +268,10 @@ class Tracer:
         lib.uml_task_set(self._ctx, tid, gtid, gtgid, gppid, uid, euid, gid, egid, fsuid, fsgid,
                          ctx, children)
 
+    def task_children(self, tid: int, children: int) -> None:
+        """task_set's children alone (the count changed, nothing else)."""
+        lib.uml_task_children(self._ctx, tid, children)
+
     def task_del(self, tid: int) -> None:
         lib.uml_task_del(self._ctx, tid)
 

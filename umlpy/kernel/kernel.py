@@ -165,6 +165,11 @@ class Kernel:
         for t in group.threads.values():
             self.mirror(t)
 
+    def mirror_children(self, group: ThreadGroup) -> None:
+        """The group's count of children changed (lifecycle.py)."""
+        for t in group.threads.values():
+            self.tracer.task_children(t.host_tid, group.children)
+
     def mirror_sharers(self, fs: Optional[FsContext] = None) -> None:
         """A cwd or root changed: mirror every task sharing that FsContext
         (CLONE_FS), or every task (None), for its new resolution context."""

@@ -103,7 +103,7 @@ def new_task(k, parent: Task, host_tid: int, flags: int) -> Task:
         k.pids.groups[tid] = group
         if pgroup is not None:      # before it or its parent runs on (faststops.c)
             pgroup.children += 1
-            k.mirror_group(pgroup)
+            k.mirror_children(pgroup)
     fs = parent.fs if flags & CLONE_FS else parent.fs.clone()
     task = Task(tid, host_tid, group, parent.creds.clone(), fs)
     group.threads[host_tid] = task
@@ -289,16 +289,18 @@ def on_death(k, ev) -> None:
 def reparent_children(k, dead: ThreadGroup) -> None:
     """Orphans go to the first process, which is a child subreaper on the host too."""
     heir = k.init if k.init is not None and not k.init.zombie else None
+    inherited = 0
     for g in list(k.pids.groups.values()):
         if g.parent is dead:
             g.parent = heir
             if heir is None:
                 g.in_parent_count = False
             elif g.in_parent_count:
-                heir.children += 1
+                inherited += 1
             k.mirror_group(g)
-    if heir is not None:
-        k.mirror_group(heir)
+    if inherited:
+        heir.children += inherited
+        k.mirror_children(heir)
 
 
 def reaped(k, host_pid: int) -> None:
@@ -311,7 +313,7 @@ def reaped(k, host_pid: int) -> None:
     if group.in_parent_count and parent is not None:
         group.in_parent_count = False
         parent.children -= 1
-        k.mirror_group(parent)
+        k.mirror_children(parent)
     if group.zombie:
         k.pids.release(gid)
     else:
