@@ -724,6 +724,10 @@ static void step11(void) {
         snprintf(name, sizeof name, "emfile/e%d", i);
         note_path(at(name));
     }
+    char refused[32];   /* Linux takes the descriptor number before it creates */
+    snprintf(refused, sizeof refused, "emfile/e%d", n);
+    printf("  %s, refused: %s\n", refused,
+           access(at(refused), F_OK) == 0 ? "exists" : strerrorname_np(errno));
 }
 
 /* many in a row, with nothing but open and close between them */

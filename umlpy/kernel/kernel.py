@@ -266,6 +266,8 @@ class Kernel:
             try:
                 r = ret = self.tracer.reply_fd(ev.notif_id, result.host_fd, result.cloexec)
                 if r < 0 and r != -errno.ENOENT:
+                    if result.undo is not None:
+                        result.undo()
                     self.tracer.reply(ev.notif_id, err=-r)
             finally:
                 os.close(result.host_fd)

@@ -24,12 +24,16 @@ PASS = _Pass()
 
 
 class Fd(Record):
-    """A host descriptor to install in the guest at its lowest free number."""
-    __slots__ = _fields = ("host_fd", "cloexec")
+    """A host descriptor to install in the guest at its lowest free number;
+    `undo` runs when the guest cannot take it (EMFILE): Linux takes the
+    number first, so what the call did must not stay."""
+    __slots__ = _fields = ("host_fd", "cloexec", "undo")
 
-    def __init__(self, host_fd: int, cloexec: bool = False) -> None:
+    def __init__(self, host_fd: int, cloexec: bool = False,
+                 undo: Optional[Callable[[], None]] = None) -> None:
         self.host_fd = host_fd
         self.cloexec = cloexec
+        self.undo = undo
 
 
 class Deferred:

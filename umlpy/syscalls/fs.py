@@ -107,13 +107,25 @@ def do_open(c: Call, dirfd: int, path: str, flags: int, mode: int, resolve: int 
     if res.fifo:
         return Deferred(lambda: _open_fifo(res.fifo, flags), cloexec,
                         cancel=lambda: _wake_fifo_openers(res.fifo))
+    created = lk.path is None and flags & os.O_CREAT and not tmpfile and res.path is not None
     if not flags & os.O_PATH and res.path is not None:
         statcache.publish_open(c, res.path)
-        if lk.path is None and flags & os.O_CREAT and not tmpfile and not resolve:
+        if created and not resolve:
             statcache.publish_create_dir(c, dirfd, path, lk)
         elif flags & (os.O_ACCMODE | os.O_CREAT | os.O_TRUNC) == os.O_RDONLY and not resolve:
             statcache.publish_opened_path(c, dirfd, path, bool(flags & os.O_NOFOLLOW), res.path)
-    return Fd(res.fd, cloexec)
+    return Fd(res.fd, cloexec, _uncreate(c, lk, res.path) if created else None)
+
+
+def _uncreate(c: Call, lk: Lookup, made: Path):
+    """Remove the file an open just made, for a guest that cannot take its
+    descriptor (EMFILE): Linux fails such an open before it creates."""
+    def undo() -> None:
+        try:
+            ops.unlink(Lookup(lk.parent, lk.name, made), c.task.creds, c.kernel.vfs.mounts)
+        except OSError:
+            pass            # (gone already: nothing to take back)
+    return undo
 
 
 def _missing(c: Call, dirfd: int, path: str, flags: int, resolve: int) -> None:
