@@ -329,6 +329,26 @@ def test_mkfifo_between_processes(native_dir, guest_dir):
     assert_same(nat.stdout, res)
 
 
+TMPFILE = """
+import os, sys
+d = os.path.join(sys.argv[1], "sg")
+os.makedirs(d)
+os.chown(d, 0, 4242)
+os.chmod(d, 0o2777)
+for mode in (0o640, 0o2750):
+    fd = os.open(d, os.O_TMPFILE | os.O_RDWR, mode)
+    s = os.fstat(fd)
+    print("O_TMPFILE", oct(mode), "gid", s.st_gid, "mode", oct(s.st_mode & 0o7777), "nlink", s.st_nlink)
+"""
+
+
+def test_tmpfile_in_a_setgid_directory(native_dir, guest_dir):
+    """An O_TMPFILE file takes a set-group-id directory's group, as a created one does."""
+    nat = native([PY, "-c", TMPFILE, native_dir])
+    assert "gid 4242" in nat.stdout, nat
+    assert_same(nat.stdout, guest([PY, "-c", TMPFILE, guest_dir], timeout=60))
+
+
 # --------------------------------------------------------------------------
 # /proc: ps, /proc/self/exe, /proc/self/cwd
 

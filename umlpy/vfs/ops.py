@@ -436,10 +436,10 @@ def _open_tmpfile(vfs, lk: Lookup, creds, flags: int, mode: int) -> OpenResult:
         raise err(errno.ENOTDIR)
     if flags & os.O_ACCMODE == os.O_RDONLY:
         raise err(errno.EINVAL)
-    _writable(d)
-    perm.permission(d.inode.getattr(), creds, perm.MAY_WRITE | perm.MAY_EXEC)
     name = f".umlpy-tmpfile-{os.getpid()}-{id(lk)}"
-    inode = d.inode.create(name, mode & 0o7777, creds.fsuid, creds.fsgid)
+    # owned as a file created in d (a setgid directory's group), checked as one
+    gid, mode = _new_file_owner(Lookup(d, name, None), creds, mode & 0o7777)
+    inode = d.inode.create(name, mode, creds.fsuid, gid)
     try:
         fd = inode.open(flags & (os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK))
     finally:
