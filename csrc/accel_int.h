@@ -9,14 +9,16 @@
 
 #include "accel.h"
 
+#define UML_CHILDREN_UNKNOWN 0xFFFFFFFFu   /* slot.children of a multi-threaded process */
+
 struct slot {
     int32_t tid;            /* 0 = empty */
     int32_t gtid, gtgid, gppid;
     uint32_t uid, euid, gid, egid;
     uint32_t fsuid, fsgid;  /* whom file permissions see (fastattr.c) */
     uint32_t ctx;           /* resolution context (statpath.c): 0 = none */
-    uint32_t children;      /* its thread group's children not seen reaped, erring high
-                             * only: none lets wait4 fail at its entry (faststops.c) */
+    uint32_t children;      /* its thread group's children not seen reaped, or
+                             * UML_CHILDREN_UNKNOWN (threads): faststops.c */
     uint8_t fix;            /* FIX_*: what its next syscall-exit stop needs (faststops.c) */
     uint8_t exec_wait;      /* fastexec.c answered its execve: its exec event is checked */
     uint8_t start_wait;     /* its first stop only resumes it (faststops.c) */

@@ -12,12 +12,13 @@
  *   - wait4(-1, ...) runs on the host; an exit that returns a child gets
  *     the child's guest pid, and a child it reaped goes in the reap log,
  *     whose guest pids Python frees before its next event;
- *   - a wait4 by a process with no children fails with ECHILD at its entry
- *     (a shell's wait4(WNOHANG) after each command). The slot's count of
- *     children is Python's, raised at each fork event before the parent or
- *     the child runs on, and lowered here at a reap C logs: it errs high
- *     only (a reap Python did not see, another thread's slot), which leaves
- *     the call to the host;
+ *   - a wait4 by a single-threaded process with no children fails with
+ *     ECHILD at its entry (a shell's wait4(WNOHANG) after each command).
+ *     The slot's count of children is Python's, raised at each fork event
+ *     before the parent or the child runs on, and lowered here at a reap C
+ *     logs; when it says none, the host's list of the task's children
+ *     (/proc/TID/task/TID/children) must say so too, because an orphan
+ *     comes to a subreaper at its parent's exit, before Python hears of it;
  *   - a signal about to be delivered shows its sender's (or SIGCHLD's
  *     child's) guest pid in si_pid;
  *   - a new task's first stop, when Python's fork event found nothing to do
@@ -38,13 +39,16 @@
 #include "accel_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* clone flags that need the kernel's decision (Python refuses or rewrites) */
 #define CLONE_UNTRACED_FLAG 0x00800000UL
@@ -156,9 +160,23 @@ static int entry_fix(struct uml_ctx *c, const struct uml_event *ev) {
 /* wait4's options and pid that Linux refuses before it looks for children */
 #define WAIT4_OPTIONS (WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WCLONE | __WALL)
 
+/* The host lists no child of thread tid (nor a zombie one). */
+static int host_has_no_children(pid_t tid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", tid, tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char first;
+    ssize_t n = read(fd, &first, 1);
+    close(fd);
+    return n == 0;
+}
+
 static int childless_wait(const struct slot *s, const struct uml_event *ev) {
     return ev->nr == SYS_wait4 && s->children == 0 && (int32_t)ev->args[0] != INT32_MIN
-           && !((uint32_t)ev->args[2] & ~(uint32_t)WAIT4_OPTIONS);     /* an int */
+           && !((uint32_t)ev->args[2] & ~(uint32_t)WAIT4_OPTIONS)      /* an int */
+           && host_has_no_children(ev->tid);
 }
 
 static int set_rax_and_go(pid_t tid, int64_t value) {
@@ -192,7 +210,7 @@ static int wait4_exit(struct uml_ctx *c, struct uml_event *ev) {
         c->reap_log[c->reap_count] = host;
         __atomic_store_n(&c->reap_count, c->reap_count + 1, __ATOMIC_RELEASE);
         struct slot *s = uml_tab_find(c, ev->tid);
-        if (s && s->children > 0)
+        if (s && s->children > 0 && s->children != UML_CHILDREN_UNKNOWN)
             s->children--;      /* (Python's count follows when it takes the log) */
     } else if (!(g = live_pid(c, host))) {
         return 0;

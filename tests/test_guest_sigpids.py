@@ -145,8 +145,9 @@ def test_wait_with_no_children(waitchildren, in_c):
     """wait4 with no children fails ECHILD, answered at its entry in C (a
     shell's wait4(WNOHANG) after each command), and each way a process has
     a child after all still finds it: running, a thread's, an orphan handed
-    to the first process, reaped then forked again. Linux's EINVAL for bad
-    options and ESRCH for INT_MIN come first."""
+    to the first process (by the host at its parent's exit, which C checks
+    for: busybox sh's here-documents hit it under load), reaped then forked
+    again. Linux's EINVAL for bad options and ESRCH for INT_MIN come first."""
     native = subprocess.run([str(waitchildren)], capture_output=True, text=True, timeout=60)
     assert native.returncode == 0, native.stdout + native.stderr
     env = None if in_c else {**os.environ, "UMLPY_NO_FAST_STOPS": "1"}
@@ -154,5 +155,6 @@ def test_wait_with_no_children(waitchildren, in_c):
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout == native.stdout, res.stderr
     answered = int(re.search(r"childless_waits=(\d+)", res.stderr).group(1))
-    # 5 with none at the start, 50 after each fork's reap, and 3 more
-    assert answered == (58 if in_c else 0), res.stderr
+    # 5 with none at the start, 50 after each fork's reap, and 2 more; not
+    # the one after the thread's child (C leaves threaded processes alone)
+    assert answered == (57 if in_c else 0), res.stderr

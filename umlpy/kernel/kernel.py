@@ -159,7 +159,7 @@ class Kernel:
         c = task.creds
         self.tracer.task_set(task.host_tid, task.tid, task.group.tgid, task.group.ppid,
                              c.ruid, c.euid, c.rgid, c.egid, c.fsuid, c.fsgid,
-                             self.contexts.id_of(task), task.group.children)
+                             self.contexts.id_of(task), task.group.children_for_accel())
 
     def mirror_group(self, group: ThreadGroup) -> None:
         for t in group.threads.values():
@@ -167,8 +167,9 @@ class Kernel:
 
     def mirror_children(self, group: ThreadGroup) -> None:
         """The group's count of children changed (lifecycle.py)."""
+        count = group.children_for_accel()
         for t in group.threads.values():
-            self.tracer.task_children(t.host_tid, group.children)
+            self.tracer.task_children(t.host_tid, count)
 
     def mirror_sharers(self, fs: Optional[FsContext] = None) -> None:
         """A cwd or root changed: mirror every task sharing that FsContext

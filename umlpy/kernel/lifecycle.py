@@ -109,6 +109,8 @@ def new_task(k, parent: Task, host_tid: int, flags: int) -> Task:
     group.threads[host_tid] = task
     k.pids.tasks[host_tid] = task
     k.mirror(task)
+    if flags & CLONE_THREAD:
+        k.mirror_children(group)    # now C cannot tell its children from the host's list
     return task
 
 

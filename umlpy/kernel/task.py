@@ -21,6 +21,8 @@ CLONE_THREAD = 0x10000
 CLONE_PARENT_SETTID = 0x100000
 CLONE_CHILD_SETTID = 0x1000000
 
+CHILDREN_UNKNOWN = 0xFFFFFFFF       # csrc/accel_int.h UML_CHILDREN_UNKNOWN
+
 PID_MAX = 4194304
 DEPARTED_MAX = 256              # released ids remembered for late signals (as C keeps them)
 
@@ -88,8 +90,8 @@ class ThreadGroup:
         self.tgid = tgid
         self.host_tgid = host_tgid
         self.parent = parent
-        # children not seen reaped (lifecycle.py), never fewer than the host's
-        # count: C fails a wait4 with none at its entry (csrc/faststops.c)
+        # children not seen reaped (lifecycle.py): with none, C fails a wait4
+        # at its entry once the host agrees (csrc/faststops.c)
         self.children = 0
         self.in_parent_count = parent is not None   # counted in its parent's
         self.threads: Dict[int, "Task"] = {}     # host tid -> Task
@@ -98,6 +100,11 @@ class ThreadGroup:
         self.comm = ""
         self.zombie = False
         self.exit_status: Optional[int] = None    # raw wait status once dead
+
+    def children_for_accel(self) -> int:
+        """`children` as C takes it: unknown for a multi-threaded process,
+        whose other threads' children C does not look for."""
+        return self.children if len(self.threads) <= 1 else CHILDREN_UNKNOWN
 
     @property
     def exe(self) -> str:
