@@ -31,16 +31,15 @@ static void check(int ok, const char *what) {
         exit(1);
 }
 
-/* a child that waits until `gate` is closed on the other end, then exits 7 */
-static pid_t gated_child(int gate[2]) {
-    if (pipe(gate) != 0)
-        exit(1);
+/* a child that waits until pipe `gate` is closed at its other end (by
+ * whoever else holds that), then exits with `code` */
+static pid_t gated_child(const int gate[2], int code) {
     pid_t pid = fork();
     if (pid == 0) {
         char c;
         close(gate[1]);
         while (read(gate[0], &c, 1) > 0) {}
-        _exit(7);
+        _exit(code);
     }
     close(gate[0]);
     return pid;
@@ -67,7 +66,9 @@ int main(void) {
     say("none, bad options", wait4(-1, &status, 0x40000000 >> 8, NULL));
 
     int gate[2];
-    pid_t kid = gated_child(gate);
+    if (pipe(gate) != 0)
+        return 1;
+    pid_t kid = gated_child(gate, 7);
     say("running child, WNOHANG", wait4(-1, &status, WNOHANG, NULL));
     close(gate[1]);
     check(wait4(-1, &status, 0, NULL) == kid && WEXITSTATUS(status) == 7, "reaped the child");
@@ -98,13 +99,7 @@ int main(void) {
         return 1;
     pid_t middle = fork();
     if (middle == 0) {
-        pid_t g = fork();
-        if (g == 0) {
-            char c;
-            close(grand_gate[1]);
-            while (read(grand_gate[0], &c, 1) > 0) {}
-            _exit(9);
-        }
+        pid_t g = gated_child(grand_gate, 9);     /* init holds the gate's other end */
         if (write(report[1], &g, sizeof g) != sizeof g)
             _exit(1);
         _exit(0);

@@ -13,10 +13,10 @@ import struct
 from umlpy.host import procinfo
 from umlpy.host import tracer as host
 from umlpy.kernel import births, orphans, ptrace_stops
-from umlpy.kernel.task import Task, ThreadGroup
-from umlpy.syscalls.numbers import NR
 from umlpy.kernel.task import (CLONE_CHILD_SETTID, CLONE_FS, CLONE_PARENT,  # noqa: F401
-                               CLONE_PARENT_SETTID, CLONE_THREAD, CLONE_VFORK, CLONE_VM)
+                               CLONE_PARENT_SETTID, CLONE_THREAD, CLONE_VFORK, CLONE_VM, Task,
+                               ThreadGroup)
+from umlpy.syscalls.numbers import NR
 
 EXEC_NRS = (NR["execve"], NR["execveat"])
 

@@ -9,7 +9,7 @@ from umlpy.host import procinfo
 from umlpy.kernel import births, lifecycle, ptrace_wait
 from umlpy.kernel.task import CLONE_PARENT, CLONE_THREAD
 from umlpy.syscalls.call import PASS, Call
-from umlpy.syscalls.registry import FAST, NOTIF, TRACE, exit_only_handler, native, syscall
+from umlpy.syscalls.registry import FAST, TRACE, exit_only_handler, native, syscall
 
 CLONE_UNTRACED = 0x00800000
 CLONE_NEW_NAMESPACES = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
